@@ -1,0 +1,42 @@
+package appliance
+
+import (
+	"context"
+	"log/slog"
+	"path/filepath"
+
+	"concierge/appliance/config"
+)
+
+// Service is one thing the supervisor runs: the SMTP server, the POP3
+// server, the NetBIOS name service, and so on. The supervisor starts every
+// service with the configuration, hands each new configuration to
+// Reconfigure while running, and stops them all on shutdown.
+type Service interface {
+	// Name is a short lower-case name for logs ("smtp", "pop3", "nbt").
+	Name() string
+	// Start opens the service's sockets and serves in the background. It
+	// returns once the service accepts traffic, or with an error.
+	Start(ctx context.Context, cfg *config.Config) error
+	// Reconfigure applies a changed configuration without dropping
+	// established sessions; listeners whose address changed are reopened.
+	Reconfigure(cfg *config.Config) error
+	// Stop shuts the service down, waiting for in-flight work until ctx
+	// is done and then forcing connections closed.
+	Stop(ctx context.Context) error
+	// Listening lists where the service listens, e.g. "smtp 0.0.0.0:25".
+	Listening() []string
+}
+
+// Env is what every service gets from the appliance.
+type Env struct {
+	DataDir string
+	Log     *slog.Logger
+	// Users checks mailbox passwords against the live configuration.
+	Users *Users
+}
+
+// MailDir is the Maildir of a user.
+func (e *Env) MailDir(user string) string {
+	return filepath.Join(e.DataDir, "mail", user)
+}

@@ -1,0 +1,8 @@
+package appliance
+
+// newServices lists every service the box runs, in start order.
+func newServices(env *Env) []Service {
+	return []Service{
+		newSMTPService(env),
+	}
+}
