@@ -1,0 +1,426 @@
+// Command concierge is the firmware of the Concierge office appliance: it
+// serves mail (SMTP, POP3) and NetBIOS names for a small office, and its
+// subcommands change the settings of a data directory, also while the
+// server runs.
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"concierge/appliance"
+	"concierge/appliance/config"
+)
+
+const usage = `usage: concierge [-data DIR] COMMAND [ARGS]
+
+Commands:
+  serve                               run every service in the foreground
+  domain add DOMAIN [--alias-of PRIMARY]
+  domain del DOMAIN | domain list
+  user add NAME | user passwd NAME    (password read from standard input)
+  user del NAME | user list
+  alias add ADDRESS TARGET...         (ADDRESS "@domain" is a catch-all)
+  alias del ADDRESS [TARGET...] | alias list
+  relay add CIDR | relay del CIDR | relay list
+  config show | config check | config keys
+  config get KEY | config set KEY VALUE
+  nbt names                           NetBIOS names and the WINS table
+
+Run "concierge COMMAND -h" for help on one command.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("concierge", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
+	data := fs.String("data", defaultDataDir(), "the data directory (settings, mailboxes, queue)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() == 0 {
+		fs.Usage()
+		return 2
+	}
+	c := &cli{store: &config.Store{Dir: *data}, stdin: stdin, stdout: stdout, stderr: stderr}
+	cmd, rest := fs.Arg(0), fs.Args()[1:]
+	var err error
+	switch cmd {
+	case "serve":
+		err = c.serve(rest)
+	case "domain":
+		err = c.domain(rest)
+	case "user":
+		err = c.user(rest)
+	case "alias":
+		err = c.alias(rest)
+	case "relay":
+		err = c.relay(rest)
+	case "config":
+		err = c.config(rest)
+	case "nbt":
+		err = c.nbt(rest)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "concierge: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+	var ue usageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "concierge %s: %v\n", cmd, err)
+		return 2
+	default:
+		fmt.Fprintf(stderr, "concierge %s: %v\n", cmd, err)
+		return 1
+	}
+}
+
+func defaultDataDir() string {
+	if d := os.Getenv("CONCIERGE_DATA"); d != "" {
+		return d
+	}
+	return "/var/lib/concierge"
+}
+
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+type cli struct {
+	store          *config.Store
+	stdin          io.Reader
+	stdout, stderr io.Writer
+}
+
+// update changes the settings and tells a running server to reload.
+func (c *cli) update(fn func(*config.Config) error) error {
+	if _, err := c.store.Update(fn); err != nil {
+		return err
+	}
+	appliance.NotifyReload(c.store.Dir)
+	return nil
+}
+
+// sub parses "VERB args" with per-verb help.
+func (c *cli) sub(cmd string, args []string, verbs map[string]string) (string, []string, error) {
+	help := func() {
+		fmt.Fprintf(c.stdout, "usage:\n")
+		var vs []string
+		for v := range verbs {
+			vs = append(vs, v)
+		}
+		sort.Strings(vs)
+		for _, v := range vs {
+			fmt.Fprintf(c.stdout, "  concierge %s %s %s\n", cmd, v, verbs[v])
+		}
+	}
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		help()
+		if len(args) == 0 {
+			return "", nil, usageError{"missing subcommand"}
+		}
+		return "", nil, flag.ErrHelp
+	}
+	if _, ok := verbs[args[0]]; !ok {
+		help()
+		return "", nil, usageError{fmt.Sprintf("unknown subcommand %q", args[0])}
+	}
+	for _, a := range args[1:] {
+		if a == "-h" || a == "--help" {
+			fmt.Fprintf(c.stdout, "usage: concierge %s %s %s\n", cmd, args[0], verbs[args[0]])
+			return "", nil, flag.ErrHelp
+		}
+	}
+	return args[0], args[1:], nil
+}
+
+func nargs(args []string, min, max int, what string) error {
+	if len(args) < min || (max >= 0 && len(args) > max) {
+		return usageError{"expected " + what}
+	}
+	return nil
+}
+
+func (c *cli) domain(args []string) error {
+	verb, args, err := c.sub("domain", args, map[string]string{
+		"add":  "DOMAIN [--alias-of PRIMARY]   (the first domain added is the primary one)",
+		"del":  "DOMAIN",
+		"list": "",
+	})
+	if err != nil {
+		return err
+	}
+	switch verb {
+	case "add":
+		var aliasOf string
+		var rest []string
+		for i := 0; i < len(args); i++ {
+			a := args[i]
+			switch {
+			case a == "--alias-of" || a == "-alias-of":
+				if i+1 >= len(args) {
+					return usageError{"--alias-of needs a domain"}
+				}
+				aliasOf = args[i+1]
+				i++
+			case strings.HasPrefix(a, "--alias-of="):
+				aliasOf = strings.TrimPrefix(a, "--alias-of=")
+			default:
+				rest = append(rest, a)
+			}
+		}
+		if err := nargs(rest, 1, 1, "one DOMAIN"); err != nil {
+			return err
+		}
+		return c.update(func(cfg *config.Config) error { return cfg.AddDomain(rest[0], aliasOf) })
+	case "del":
+		if err := nargs(args, 1, 1, "one DOMAIN"); err != nil {
+			return err
+		}
+		return c.update(func(cfg *config.Config) error { return cfg.DelDomain(args[0]) })
+	default:
+		cfg, err := c.store.Load()
+		if err != nil {
+			return err
+		}
+		for i, d := range cfg.Domains {
+			suffix := ""
+			if i == 0 {
+				suffix = " (primary)"
+			}
+			fmt.Fprintln(c.stdout, d.String()+suffix)
+		}
+		return nil
+	}
+}
+
+func (c *cli) user(args []string) error {
+	verb, args, err := c.sub("user", args, map[string]string{
+		"add":    "NAME   (password from standard input)",
+		"passwd": "NAME   (password from standard input)",
+		"del":    "NAME",
+		"list":   "",
+	})
+	if err != nil {
+		return err
+	}
+	switch verb {
+	case "add", "passwd":
+		if err := nargs(args, 1, 1, "one NAME"); err != nil {
+			return err
+		}
+		pw, err := c.readPassword()
+		if err != nil {
+			return err
+		}
+		return c.update(func(cfg *config.Config) error {
+			if verb == "add" {
+				return cfg.AddUser(args[0], pw)
+			}
+			return cfg.SetPassword(args[0], pw)
+		})
+	case "del":
+		if err := nargs(args, 1, 1, "one NAME"); err != nil {
+			return err
+		}
+		return c.update(func(cfg *config.Config) error { return cfg.DelUser(args[0]) })
+	default:
+		cfg, err := c.store.Load()
+		if err != nil {
+			return err
+		}
+		for _, u := range cfg.SortedUsers() {
+			fmt.Fprintf(c.stdout, "%s\t%s\n", u, strings.Join(cfg.AddressesOf(u), " "))
+		}
+		return nil
+	}
+}
+
+// readPassword reads one line from standard input, without echo when it
+// is a terminal (then asking twice).
+func (c *cli) readPassword() (string, error) {
+	f, isFile := c.stdin.(*os.File)
+	if isFile {
+		if old, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS); err == nil {
+			noEcho := *old
+			noEcho.Lflag &^= unix.ECHO
+			unix.IoctlSetTermios(int(f.Fd()), unix.TCSETS, &noEcho)
+			defer unix.IoctlSetTermios(int(f.Fd()), unix.TCSETS, old)
+			r := bufio.NewReader(f)
+			fmt.Fprint(c.stderr, "Password: ")
+			p1, _ := r.ReadString('\n')
+			fmt.Fprint(c.stderr, "\nAgain: ")
+			p2, _ := r.ReadString('\n')
+			fmt.Fprintln(c.stderr)
+			if p1 != p2 {
+				return "", errors.New("password: the two entries differ")
+			}
+			return strings.TrimRight(p1, "\r\n"), nil
+		}
+	}
+	line, err := bufio.NewReader(c.stdin).ReadString('\n')
+	if err != nil && (err != io.EOF || line == "") {
+		return "", errors.New("password: expected one line on standard input")
+	}
+	return strings.TrimRight(line, "\r\n"), nil
+}
+
+func (c *cli) alias(args []string) error {
+	verb, args, err := c.sub("alias", args, map[string]string{
+		"add":  "ADDRESS TARGET...   (targets: user names or remote addresses; ADDRESS @domain is a catch-all)",
+		"del":  "ADDRESS [TARGET...]",
+		"list": "",
+	})
+	if err != nil {
+		return err
+	}
+	switch verb {
+	case "add":
+		if err := nargs(args, 2, -1, "ADDRESS TARGET..."); err != nil {
+			return err
+		}
+		return c.update(func(cfg *config.Config) error { return cfg.AddAlias(args[0], args[1:]) })
+	case "del":
+		if err := nargs(args, 1, -1, "ADDRESS [TARGET...]"); err != nil {
+			return err
+		}
+		return c.update(func(cfg *config.Config) error { return cfg.DelAlias(args[0], args[1:]) })
+	default:
+		cfg, err := c.store.Load()
+		if err != nil {
+			return err
+		}
+		for _, a := range cfg.Aliases {
+			fmt.Fprintf(c.stdout, "%s\t%s\n", a.Address, strings.Join(a.Targets, " "))
+		}
+		return nil
+	}
+}
+
+func (c *cli) relay(args []string) error {
+	verb, args, err := c.sub("relay", args, map[string]string{
+		"add":  "CIDR   (a network allowed to relay without AUTH, e.g. 10.0.0.0/24)",
+		"del":  "CIDR",
+		"list": "",
+	})
+	if err != nil {
+		return err
+	}
+	switch verb {
+	case "add":
+		if err := nargs(args, 1, 1, "one CIDR"); err != nil {
+			return err
+		}
+		return c.update(func(cfg *config.Config) error { return cfg.AddRelayNetwork(args[0]) })
+	case "del":
+		if err := nargs(args, 1, 1, "one CIDR"); err != nil {
+			return err
+		}
+		return c.update(func(cfg *config.Config) error { return cfg.DelRelayNetwork(args[0]) })
+	default:
+		cfg, err := c.store.Load()
+		if err != nil {
+			return err
+		}
+		for _, n := range cfg.RelayNetworks {
+			fmt.Fprintln(c.stdout, n)
+		}
+		return nil
+	}
+}
+
+func (c *cli) config(args []string) error {
+	verb, args, err := c.sub("config", args, map[string]string{
+		"show":  "           print the configuration file (password hashes hidden)",
+		"check": "           list every error in the configuration file",
+		"keys":  "           list the keys config set takes",
+		"get":   "KEY",
+		"set":   "KEY VALUE   (lists: comma-separated; durations: 30s, 5m, 2h)",
+	})
+	if err != nil {
+		return err
+	}
+	switch verb {
+	case "check":
+		_, err := c.store.Load()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(c.stdout, c.store.Path()+": ok")
+		return nil
+	case "set":
+		if err := nargs(args, 2, 2, "KEY VALUE"); err != nil {
+			return err
+		}
+		return c.update(func(cfg *config.Config) error { return cfg.Set(args[0], args[1]) })
+	}
+	cfg, err := c.store.Load()
+	if err != nil {
+		return err
+	}
+	switch verb {
+	case "get":
+		if err := nargs(args, 1, 1, "one KEY"); err != nil {
+			return err
+		}
+		v, err := cfg.Get(args[0])
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(c.stdout, v)
+	case "keys":
+		for _, k := range cfg.Keys() {
+			v, _ := cfg.Get(k)
+			fmt.Fprintf(c.stdout, "%s = %s\n", k, v)
+		}
+	default:
+		for i := range cfg.Users {
+			cfg.Users[i].Hash = "(hidden)"
+		}
+		c.stdout.Write(cfg.Marshal())
+	}
+	return nil
+}
+
+func (c *cli) nbt(args []string) error {
+	verb, _, err := c.sub("nbt", args, map[string]string{"names": "   the box's NetBIOS names, the WINS table and counters"})
+	if err != nil {
+		return err
+	}
+	_ = verb
+	return appliance.NBTNames(c.store.Dir, c.stdout)
+}
+
+func (c *cli) serve(args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(c.stderr)
+	logLevel := fs.String("log", "info", "log level: debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	return appliance.Serve(ctx, appliance.Options{DataDir: c.store.Dir, LogLevel: *logLevel, Stdout: c.stdout, Stderr: c.stderr})
+}
