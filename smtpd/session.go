@@ -1,0 +1,348 @@
+package smtpd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"concierge/internal/mailaddr"
+	"concierge/smtpd/queue"
+	"concierge/smtpd/store"
+)
+
+// Replies, with the RFC that defines each code.
+var (
+	// RFC 4954 6: submission needs AUTH first.
+	errAuthRequired = &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Authentication required"}
+	// RFC 4954 6: bad credentials.
+	errAuthFailed = &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: "Authentication credentials invalid"}
+	// RFC 5321 4.2.2 / RFC 3463 5.7.1: not allowed to relay.
+	errRelayDenied = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Relaying denied: this server only accepts mail for its own domains"}
+	errRouteDenied = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Relaying denied: '%', '!' and '@' routing in the local part is not accepted"}
+	// RFC 3463 5.1.7 / 5.1.3: bad address syntax.
+	errBadSender    = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 7}, Message: "Bad sender address syntax"}
+	errBadRecipient = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "Bad recipient address syntax"}
+	// RFC 6409 8.1: sender must be the user's own.
+	errNotYourAddress = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Sender address is not one of your addresses"}
+	// RFC 1870 6.1: too big.
+	errTooBig = &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: "Message size exceeds the limit"}
+	// RFC 5321 4.5.3.1.10: storage trouble is temporary.
+	errStorage       = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Temporary storage failure, please try again later"}
+	errReceive       = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Error while receiving the message, please try again"}
+	errShutdownReply = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "Service shutting down, try again later"}
+)
+
+func errNoSuchUser(a string) *smtp.SMTPError {
+	// RFC 3463 5.1.1: bad destination mailbox address.
+	return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "<" + a + ">: no such user here"}
+}
+
+type backend struct {
+	s    *Server
+	kind ListenerKind
+}
+
+func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	fc, _ := c.Conn().(*frontConn)
+	if fc == nil {
+		return nil, errors.New("smtpd: connection not from our listener")
+	}
+	return &session{s: b.s, kind: b.kind, fc: fc, conn: c, ip: remoteIP(fc.raw)}, nil
+}
+
+type rcpt struct {
+	addr   string
+	users  []string
+	remote []string
+}
+
+// session is one SMTP session after HELO/EHLO.
+type session struct {
+	s    *Server
+	kind ListenerKind
+	fc   *frontConn
+	conn *smtp.Conn
+	ip   netip.Addr
+	user string // after AUTH
+
+	set   *Settings // snapshot for the transaction
+	from  string
+	null  bool
+	rcpts []rcpt
+}
+
+func (ss *session) relayNet(set *Settings) bool {
+	for _, p := range set.RelayNetworks {
+		if p.Contains(ss.ip) {
+			return true
+		}
+	}
+	return false
+}
+
+func (ss *session) trusted() bool { return ss.user != "" || ss.relayNet(ss.set) }
+
+func (ss *session) AuthMechanisms() []string { return []string{sasl.Plain, sasl.Login} }
+
+func (ss *session) Auth(mech string) (sasl.Server, error) {
+	check := func(identity, user, pass string) error {
+		if identity != "" && identity != user {
+			return errAuthFailed
+		}
+		keys := []string{"ip:" + ss.ip.String(), "user:" + user}
+		set := ss.s.settings.Load()
+		if set.Dir == nil || !set.Dir.Verify(user, pass) {
+			ss.s.authFails.fail(keys...)
+			time.Sleep(ss.s.authFails.delay(keys...))
+			ss.s.Log.Info("auth failed", "remote", ss.ip.String(), "user", user, "mech", mech)
+			return errAuthFailed
+		}
+		ss.s.authFails.success("user:" + user)
+		ss.user = user
+		ss.s.Log.Info("auth", "remote", ss.ip.String(), "user", user, "mech", mech)
+		return nil
+	}
+	switch mech {
+	case sasl.Plain:
+		return sasl.NewPlainServer(check), nil
+	case sasl.Login:
+		return &loginServer{check: func(u, p string) error { return check("", u, p) }}, nil
+	}
+	return nil, &smtp.SMTPError{Code: 504, EnhancedCode: smtp.EnhancedCode{5, 5, 4}, Message: "Unrecognized authentication type"}
+}
+
+func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
+	ss.set = ss.s.settings.Load()
+	if ss.fc.closing.Load() {
+		return errShutdownReply
+	}
+	if ss.kind != MX && ss.user == "" && !ss.relayNet(ss.set) {
+		return errAuthRequired
+	}
+	if opts != nil && opts.Size > ss.set.MaxMessageBytes {
+		return errTooBig
+	}
+	ss.from, ss.null, ss.rcpts = "", from == "", nil
+	if from == "" {
+		if ss.user != "" {
+			return errNotYourAddress
+		}
+		return nil
+	}
+	a, err := mailaddr.Parse(from)
+	if err != nil {
+		return errBadSender
+	}
+	if ss.user != "" && !ss.set.Dir.CanSendAs(ss.user, a) {
+		return errNotYourAddress
+	}
+	ss.from = a.String()
+	return nil
+}
+
+func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+	a, err := mailaddr.Parse(to)
+	if err != nil {
+		return errBadRecipient
+	}
+	r, err := ss.route(a, 0)
+	if err != nil {
+		ss.s.Log.Info("recipient refused", "remote", ss.ip.String(), "from", ss.from, "to", to, "reason", err.Error())
+		return err
+	}
+	ss.rcpts = append(ss.rcpts, r)
+	return nil
+}
+
+// route decides what happens to one recipient.
+func (ss *session) route(a mailaddr.Address, depth int) (rcpt, error) {
+	dir := ss.set.Dir
+	if !dir.IsLocalDomain(a.Domain) {
+		if !ss.trusted() {
+			return rcpt{}, errRelayDenied
+		}
+		return rcpt{addr: a.String(), remote: []string{a.String()}}, nil
+	}
+	if a.RelayTrick() {
+		// u%r@local, r!u@local, "u@r"@local, u@r@local: the classic
+		// ways to make a server relay. Trusted clients may relay anyway,
+		// so for them the hidden address is routed as older MTAs did.
+		if !ss.trusted() || depth > 0 {
+			return rcpt{}, errRouteDenied
+		}
+		h, ok := a.Unhide()
+		if !ok {
+			return rcpt{}, errRouteDenied
+		}
+		return ss.route(h, depth+1)
+	}
+	users, remote, ok := dir.Lookup(a)
+	if !ok {
+		return rcpt{}, errNoSuchUser(a.String())
+	}
+	return rcpt{addr: a.String(), users: users, remote: remote}, nil
+}
+
+func (ss *session) Reset() { ss.from, ss.null, ss.rcpts = "", false, nil }
+
+func (ss *session) Logout() error { return nil }
+
+func (ss *session) Data(r io.Reader) error {
+	set := ss.set
+	if set == nil || len(ss.rcpts) == 0 {
+		io.Copy(io.Discard, r)
+		return &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "No valid recipients"}
+	}
+	m, err := ss.s.Store.Create()
+	if err != nil {
+		io.Copy(io.Discard, r)
+		ss.s.Log.Error("spool", "err", err)
+		return errStorage
+	}
+	id := m.Name()
+	fmt.Fprintf(m, "Return-Path: <%s>\r\n", ss.from)
+	bodyOffset := m.Size()
+	m.Write([]byte(ss.received(id, set)))
+	n, err := io.Copy(&crlfWriter{w: m}, r)
+	if err != nil {
+		m.Abort()
+		io.Copy(io.Discard, r)
+		if errors.Is(err, smtp.ErrDataTooLarge) {
+			ss.logMessage(id, n, "refused: too large")
+			return errTooBig
+		}
+		ss.logMessage(id, n, "aborted: "+err.Error())
+		return errReceive
+	}
+	d := store.Delivery{DropDir: set.DropDir}
+	var remote []queue.Recipient
+	for _, rc := range ss.rcpts {
+		for _, u := range rc.users {
+			md := set.Dir.Maildir(u)
+			if !slices.Contains(d.Maildirs, md) {
+				d.Maildirs = append(d.Maildirs, md)
+			}
+		}
+		for _, ra := range rc.remote {
+			if !slices.ContainsFunc(remote, func(q queue.Recipient) bool { return q.Addr == ra }) {
+				remote = append(remote, queue.Recipient{Addr: ra, State: queue.Pending})
+			}
+		}
+	}
+	if len(remote) > 0 {
+		d.Queue = &queue.Envelope{From: ss.from, Recipients: remote, Received: time.Now().UTC(), BodyOffset: bodyOffset, User: ss.user}
+	}
+	if err := m.Commit(context.Background(), d); err != nil {
+		ss.s.Log.Error("delivery failed", "id", id, "err", err)
+		ss.logMessage(id, n, "failed: "+err.Error())
+		return errStorage
+	}
+	ss.s.Messages.Add(1)
+	ss.logMessage(id, n, fmt.Sprintf("accepted: %d mailbox(es), %d queued", len(d.Maildirs), len(remote)))
+	return nil
+}
+
+func (ss *session) logMessage(id string, size int64, result string) {
+	var to []string
+	for _, r := range ss.rcpts {
+		to = append(to, r.addr)
+	}
+	ss.s.Log.Info("message", "id", id, "remote", ss.ip.String(), "user", ss.user, "from", ss.from, "to", strings.Join(to, ","), "size", size, "result", result)
+}
+
+// received builds our trace header (RFC 5321 4.4).
+func (ss *session) received(id string, set *Settings) string {
+	with := "ESMTP"
+	if ss.fc.isTLS() {
+		with += "S"
+	}
+	if ss.user != "" {
+		with += "A"
+	}
+	helo := ss.conn.Hostname()
+	var b strings.Builder
+	fmt.Fprintf(&b, "Received: from %s ([%s])\r\n\tby %s (Concierge) with %s id %s", sanitize(helo), ss.ip, set.Hostname, with, id)
+	if len(ss.rcpts) == 1 {
+		fmt.Fprintf(&b, "\r\n\tfor <%s>", ss.rcpts[0].addr)
+	}
+	fmt.Fprintf(&b, ";\r\n\t%s\r\n", time.Now().Format(time.RFC1123Z))
+	return b.String()
+}
+
+func sanitize(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x21 || r == 0x7f || r == '(' || r == ')' || r == ';' {
+			return '_'
+		}
+		return r
+	}, s)
+}
+
+// crlfWriter turns bare LF and bare CR into CRLF, so that what is stored
+// (and later relayed) has one line ending only: a bare "\n.\n" inside the
+// data can then never end a message at a later hop (SMTP smuggling).
+type crlfWriter struct {
+	w      io.Writer
+	prevCR bool
+	buf    []byte
+}
+
+func (c *crlfWriter) Write(p []byte) (int, error) {
+	c.buf = c.buf[:0]
+	for _, b := range p {
+		switch {
+		case b == '\n':
+			if !c.prevCR {
+				c.buf = append(c.buf, '\r')
+			}
+			c.buf = append(c.buf, '\n')
+			c.prevCR = false
+			continue
+		case c.prevCR:
+			c.buf = append(c.buf, '\n') // bare CR
+		}
+		c.buf = append(c.buf, b)
+		c.prevCR = b == '\r'
+	}
+	if _, err := c.w.Write(c.buf); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// loginServer is the server side of the obsolete but widely used LOGIN
+// mechanism (draft-murchison-sasl-login): "Username:", then "Password:".
+type loginServer struct {
+	check func(user, pass string) error
+	step  int
+	user  string
+}
+
+func (l *loginServer) Next(resp []byte) ([]byte, bool, error) {
+	switch l.step {
+	case 0:
+		l.step = 1
+		if len(resp) > 0 { // initial response carries the user name
+			l.user = string(resp)
+			l.step = 2
+			return []byte("Password:"), false, nil
+		}
+		return []byte("Username:"), false, nil
+	case 1:
+		l.user = string(resp)
+		l.step = 2
+		return []byte("Password:"), false, nil
+	case 2:
+		l.step = 3
+		return nil, true, l.check(l.user, string(resp))
+	}
+	return nil, false, errors.New("smtpd: unexpected LOGIN response")
+}
