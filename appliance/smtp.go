@@ -144,4 +144,3 @@ func (s *smtpService) Listening() []string {
 	}
 	return out
 }
-
