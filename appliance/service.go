@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 
 	"concierge/appliance/config"
+	"concierge/smtpd/queue"
+	"concierge/smtpd/store"
 )
 
 // Service is one thing the supervisor runs: the SMTP server, the POP3
@@ -34,6 +36,10 @@ type Env struct {
 	Log     *slog.Logger
 	// Users checks mailbox passwords against the live configuration.
 	Users *Users
+	// Store and Queue are opened by the SMTP service (started first) and
+	// shared with the services that deliver mail out and bounce it.
+	Store *store.Store
+	Queue *queue.Queue
 }
 
 // MailDir is the Maildir of a user.

@@ -75,6 +75,7 @@ func (s *smtpService) Start(ctx context.Context, cfg *config.Config) error {
 		return err
 	}
 	s.queue, s.store = q, st
+	s.env.Queue, s.env.Store = q, st
 	s.srv = smtpd.New(st, set, s.env.Log.With("service", "smtp"))
 	if err := s.listen(cfg); err != nil {
 		s.srv.Close()

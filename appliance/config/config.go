@@ -38,9 +38,10 @@ type Config struct {
 	// empty means the first user.
 	Postmaster string `json:"postmaster,omitempty"`
 
-	SMTP SMTP `json:"smtp"`
-	POP3 POP3 `json:"pop3"`
-	NBT  NBT  `json:"nbt"`
+	SMTP     SMTP     `json:"smtp"`
+	Delivery Delivery `json:"delivery"`
+	POP3     POP3     `json:"pop3"`
+	NBT      NBT      `json:"nbt"`
 }
 
 // Domain is one mail domain.
@@ -67,6 +68,7 @@ func Default() *Config {
 		Version:  SchemaVersion,
 		Hostname: "concierge.office.lan",
 		SMTP:     DefaultSMTP(),
+		Delivery: DefaultDelivery(),
 		POP3:     DefaultPOP3(),
 		NBT:      DefaultNBT(),
 	}
@@ -238,6 +240,7 @@ func (c *Config) Validate() Errors {
 		}
 	}
 	errs = append(errs, c.SMTP.validate("smtp")...)
+	errs = append(errs, c.Delivery.validate("delivery")...)
 	errs = append(errs, c.POP3.validate("pop3")...)
 	errs = append(errs, c.NBT.validate("nbt")...)
 	return errs

@@ -37,6 +37,7 @@ Commands:
   config show | config check | config keys
   config get KEY | config set KEY VALUE
   nbt names                           NetBIOS names and the WINS table
+  queue list | queue show ID | queue flush [DOMAIN] | queue retry ID | queue del ID
 
 Run "concierge COMMAND -h" for help on one command.
 `
@@ -75,6 +76,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = c.config(rest)
 	case "nbt":
 		err = c.nbt(rest)
+	case "queue":
+		err = c.queue(rest)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
