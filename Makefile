@@ -1,0 +1,49 @@
+# Concierge — build, run and test the appliance firmware.
+#
+#   make run     build and run on this machine with a data directory in ./var
+#   make test    install what the tests need, then run every test
+#   make bench   side-by-side benchmarks against the reference servers
+
+GO        ?= go
+BIN       := bin/concierge
+DATA      ?= $(CURDIR)/var
+GOFLAGS_STATIC := CGO_ENABLED=0
+
+# Debian packages the integration tests drive as real peers and clients.
+TEST_PACKAGES := iproute2 iputils-ping procps psmisc swaks postfix samba samba-common-bin nbtscan \
+	python3 python3-impacket fetchmail mpop dnsmasq-base tshark dovecot-pop3d
+
+.PHONY: all build run test test-deps unit bench fuzz clean
+
+all: build
+
+build:
+	$(GOFLAGS_STATIC) $(GO) build -trimpath -o $(BIN) ./cmd/concierge
+
+# First run: create a demo configuration in ./var (domain example.test,
+# user "admin" with password "change-me-now"), then serve.
+run: build
+	@./scripts/first-run.sh $(BIN) $(DATA)
+	./$(BIN) -data $(DATA) serve
+
+test-deps:
+	@./scripts/test-deps.sh $(TEST_PACKAGES)
+	$(GO) mod download
+
+test: test-deps
+	$(GO) vet ./...
+	$(GOFLAGS_STATIC) $(GO) test -count=1 -timeout 40m -p 1 ./...
+
+unit:
+	$(GO) test -short -count=1 ./...
+
+# Short fuzzing of every network parser (the corpora in testdata/fuzz are
+# also run by make test).
+fuzz:
+	./scripts/fuzz.sh 20s
+
+bench: build test-deps
+	./scripts/bench.sh
+
+clean:
+	rm -rf bin

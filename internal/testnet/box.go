@@ -1,0 +1,120 @@
+package testnet
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Box is a concierge appliance run from the real binary in a namespace.
+type Box struct {
+	*Host
+	t    testing.TB
+	Bin  string
+	Data string
+	Proc *Proc
+}
+
+// NewBox prepares a data directory for a box on host h, with SMTP on the
+// host's address (ports 25, 587, 465) and the other services off; the test
+// adds domains and users with CLI before Start.
+func NewBox(t testing.TB, h *Host) *Box {
+	t.Helper()
+	b := &Box{Host: h, t: t, Bin: Concierge(t), Data: t.TempDir()}
+	a := h.Addr.String()
+	b.CLI("config", "set", "hostname", "mail.example.test")
+	b.CLI("config", "set", "smtp.mx_listen", a+":25")
+	b.CLI("config", "set", "smtp.submission_listen", a+":587")
+	b.CLI("config", "set", "smtp.submission_tls_listen", a+":465")
+	b.CLI("config", "set", "pop3.listen", "")
+	b.CLI("config", "set", "pop3.tls_listen", "")
+	b.CLI("config", "set", "nbt.enabled", "false")
+	return b
+}
+
+// CLI runs "concierge -data DIR args..." and fails the test on error.
+func (b *Box) CLI(args ...string) string {
+	b.t.Helper()
+	return b.CLIInput("", args...)
+}
+
+// CLIInput is CLI with standard input (for passwords).
+func (b *Box) CLIInput(stdin string, args ...string) string {
+	b.t.Helper()
+	out, err := b.CLITry(stdin, args...)
+	if err != nil {
+		b.t.Fatalf("concierge %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// CLITry runs the CLI and returns its output and error.
+func (b *Box) CLITry(stdin string, args ...string) (string, error) {
+	cmd := exec.Command(b.Bin, append([]string{"-data", b.Data}, args...)...)
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// Start runs "concierge serve" in the namespace and waits until waitPort
+// accepts connections (0: do not wait).
+func (b *Box) Start(waitPort int) {
+	b.t.Helper()
+	b.Proc = b.Host.Start(b.Bin, "-data", b.Data, "serve", "-log", "debug")
+	if waitPort > 0 {
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			out, _ := b.Output("ss", "-Htln", fmt.Sprintf("sport = :%d", waitPort))
+			if strings.TrimSpace(out) != "" {
+				return
+			}
+			if b.Proc.Exited() || time.Now().After(deadline) {
+				b.t.Fatalf("concierge serve did not listen on %d:\n%s", waitPort, b.Proc.Out.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
+// Kill stops the server with SIGKILL (a crash) and waits for it.
+func (b *Box) Kill() {
+	b.Proc.Signal(syscall.SIGKILL)
+	b.Proc.Wait(10 * time.Second)
+}
+
+// Stop stops the server with SIGTERM and waits for it.
+func (b *Box) Stop() {
+	b.Proc.Signal(syscall.SIGTERM)
+	if !b.Proc.Wait(30 * time.Second) {
+		b.t.Errorf("concierge serve did not stop within 30s of SIGTERM")
+		b.Kill()
+	}
+}
+
+// Maildir lists the message files of a user (new and cur).
+func (b *Box) Maildir(user string) []string {
+	var files []string
+	for _, sub := range []string{"new", "cur"} {
+		m, _ := filepath.Glob(filepath.Join(b.Data, "mail", user, sub, "*"))
+		files = append(files, m...)
+	}
+	return files
+}
+
+// MaildirText returns the contents of every message of a user.
+func (b *Box) MaildirText(user string) []string {
+	var out []string
+	for _, f := range b.Maildir(user) {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			b.t.Fatal(err)
+		}
+		out = append(out, string(data))
+	}
+	return out
+}
