@@ -168,7 +168,8 @@ func normalizeAliasAddress(a string) string {
 		return strings.ToLower(a)
 	}
 	if p, err := mailaddr.Parse(a); err == nil {
-		return p.String()
+		// Local parts are matched without regard to case.
+		return strings.ToLower(p.String())
 	}
 	return a
 }
