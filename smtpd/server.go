@@ -226,6 +226,9 @@ func (s *Server) StopListener(addr net.Addr) {
 	}
 }
 
+// ServeConn serves one connection accepted elsewhere (tests use net.Pipe).
+func (s *Server) ServeConn(kind ListenerKind, c net.Conn) { s.accept(kind, c) }
+
 func (s *Server) accept(kind ListenerKind, raw net.Conn) {
 	set := s.settings.Load()
 	ip := remoteIP(raw)
