@@ -349,3 +349,48 @@ s.sendall(b"QUIT\r\n"); print(reply())
 		t.Errorf("stored message still has bare LF or CR: %q", body)
 	}
 }
+
+// CLI changes reach the running server without a restart; the drop
+// directory gets a copy of each message.
+func TestLiveReconfiguration(t *testing.T) {
+	m := newMailLAN(t, "10.77.72")
+	out, _ := m.swaks(m.client, "--to", "carol@example.test", "--from", "someone@remote.test")
+	if !strings.Contains(out, "<** 550 5.1.1") {
+		t.Fatalf("carol exists before she was added:\n%s", out)
+	}
+	drop := t.TempDir()
+	m.box.CLIInput("a fine password\n", "user", "add", "carol")
+	m.box.CLI("config", "set", "smtp.drop_dir", drop)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		out, err := m.swaks(m.client, "--to", "carol@example.test", "--from", "someone@remote.test", "--header", "Subject: dropped")
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a new user was not live within 5s:\n%s", out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if n := len(m.box.Maildir("carol")); n != 1 {
+		t.Errorf("carol has %d messages, want 1", n)
+	}
+	emls, _ := filepath.Glob(filepath.Join(drop, "*.eml"))
+	if len(emls) != 1 {
+		t.Fatalf("drop dir holds %d .eml files, want 1", len(emls))
+	}
+	if data, _ := os.ReadFile(emls[0]); !strings.Contains(string(data), "Subject: dropped") {
+		t.Errorf("drop file lacks the message: %q", data)
+	}
+	// A bad hand edit of the file is refused and the old settings stay.
+	cfgPath := filepath.Join(m.box.Data, "concierge.json")
+	good, _ := os.ReadFile(cfgPath)
+	os.WriteFile(cfgPath, []byte(strings.Replace(string(good), `"max_recipients": 100`, `"max_recipients": -5`, 1)), 0o600)
+	time.Sleep(1500 * time.Millisecond)
+	if _, err := m.swaks(m.client, "--to", "carol@example.test", "--from", "someone@remote.test"); err != nil {
+		t.Errorf("server stopped accepting mail after a bad settings file")
+	}
+	if !strings.Contains(m.box.Proc.Out.String(), "smtp.max_recipients") {
+		t.Errorf("the reload error does not name the field:\n%s", m.box.Proc.Out.String())
+	}
+}

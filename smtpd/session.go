@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -35,8 +36,10 @@ var (
 	// RFC 1870 6.1: too big.
 	errTooBig = &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: "Message size exceeds the limit"}
 	// RFC 5321 4.5.3.1.10: storage trouble is temporary.
-	errStorage       = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Temporary storage failure, please try again later"}
-	errReceive       = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Error while receiving the message, please try again"}
+	errStorage = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Temporary storage failure, please try again later"}
+	errReceive = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Error while receiving the message, please try again"}
+	// RFC 3463 4.4.2: connection dropped (the client went silent).
+	errIdleTimeout   = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Idle timeout, closing connection"}
 	errShutdownReply = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "Service shutting down, try again later"}
 )
 
@@ -218,6 +221,12 @@ func (ss *session) Data(r io.Reader) error {
 		if errors.Is(err, smtp.ErrDataTooLarge) {
 			ss.logMessage(id, n, "refused: too large")
 			return errTooBig
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			ss.logMessage(id, n, "aborted: idle timeout")
+			ss.fc.eof = io.EOF // this reply is the last one
+			return errIdleTimeout
 		}
 		ss.logMessage(id, n, "aborted: "+err.Error())
 		return errReceive
