@@ -93,7 +93,11 @@ func startPostfix(b *testing.B, h *testnet.Host) *postfix {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { if !b.Failed() { os.RemoveAll(dir) } })
+	b.Cleanup(func() {
+		if !b.Failed() {
+			os.RemoveAll(dir)
+		}
+	})
 	os.Chmod(dir, 0o755) // the postfix user must reach data/
 	conf := filepath.Join(dir, "conf")
 	for _, d := range []string{conf, filepath.Join(dir, "queue"), filepath.Join(dir, "data"), filepath.Join(dir, "mail")} {
