@@ -5,9 +5,9 @@
 //
 // Concurrent sessions share the cost of making data durable (group commit):
 // a committer takes every message finished since its last round, makes
-// their spool files durable with one syncfs(2), links them into place, and
-// makes the links durable with a second syncfs, however many messages the
-// round holds. Maildir layout: https://cr.yp.to/proto/maildir.html.
+// their spool files durable with one syncfs(2) and links them into place;
+// the next round's syncfs makes the links durable, and only then are the
+// messages acknowledged. Maildir layout: https://cr.yp.to/proto/maildir.html.
 package store
 
 import (
@@ -251,16 +251,25 @@ type commit struct {
 // maxRound bounds the messages of one commit round.
 const maxRound = 256
 
+// committer runs commit rounds. Each round is one syncfs(2) that does two
+// jobs at once: it makes durable the links placed in the previous round
+// (whose messages are then acknowledged) and the spool files of the
+// messages that arrived since (which are then linked into place, to be
+// acknowledged after the next round). Under load this is one syncfs per
+// round, however many messages the rounds hold.
 func (s *Store) committer() {
 	defer s.wg.Done()
+	var placed []*commit // linked into place, waiting for the next syncfs
 	for {
 		var round []*commit
-		select {
-		case c := <-s.reqs:
-			round = append(round, c)
-		case <-s.done:
-			s.drain()
-			return
+		if len(placed) == 0 {
+			select {
+			case c := <-s.reqs:
+				round = append(round, c)
+			case <-s.done:
+				s.drain()
+				return
+			}
 		}
 	more:
 		for len(round) < maxRound {
@@ -271,7 +280,46 @@ func (s *Store) committer() {
 				break more
 			}
 		}
-		s.runRound(round)
+		s.Rounds.Add(1)
+		s.Messages.Add(uint64(len(round)))
+		err := s.syncfs()
+		s.finish(placed, err)
+		placed = placed[:0]
+		for _, c := range round {
+			switch {
+			case err != nil:
+				c.done <- err
+			default:
+				if perr := c.place(); perr != nil {
+					c.done <- perr
+					continue
+				}
+				placed = append(placed, c)
+			}
+		}
+	}
+}
+
+// finish acknowledges placed messages once their links are durable (err
+// is the result of the syncfs that covered them); on error their links
+// are undone and the sender is told to try again.
+func (s *Store) finish(placed []*commit, err error) {
+	dirs := map[string]bool{}
+	for _, c := range placed {
+		for _, d := range c.syncDirs {
+			dirs[d] = true
+		}
+	}
+	for d := range dirs {
+		if err == nil {
+			err = durable.SyncDir(d)
+		}
+	}
+	for _, c := range placed {
+		if err != nil {
+			c.undo()
+		}
+		c.done <- err
 	}
 }
 
@@ -284,50 +332,6 @@ func (s *Store) drain() {
 		default:
 			return
 		}
-	}
-}
-
-func (s *Store) runRound(round []*commit) {
-	s.Rounds.Add(1)
-	s.Messages.Add(uint64(len(round)))
-	fail := func(err error) {
-		for _, c := range round {
-			c.done <- err
-		}
-	}
-	// 1. Spool files and staged envelopes reach the disk.
-	if err := s.syncfs(); err != nil {
-		fail(err)
-		return
-	}
-	// 2. Put each message in place; undo a message's links on error.
-	dirs := map[string]bool{}
-	ok := make([]bool, len(round))
-	for i, c := range round {
-		if err := c.place(); err != nil {
-			c.done <- err
-			continue
-		}
-		ok[i] = true
-		for _, d := range c.syncDirs {
-			dirs[d] = true
-		}
-	}
-	// 3. The new directory entries reach the disk.
-	err := s.syncfs()
-	for d := range dirs {
-		if err == nil {
-			err = durable.SyncDir(d)
-		}
-	}
-	for i, c := range round {
-		if !ok[i] {
-			continue
-		}
-		if err != nil {
-			c.undo()
-		}
-		c.done <- err
 	}
 }
 
