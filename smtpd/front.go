@@ -100,20 +100,36 @@ func (c *frontConn) fill() error {
 	if c.closing.Load() && !c.inData {
 		return errShutdown
 	}
-	if c.idle > 0 {
-		c.raw.SetReadDeadline(time.Now().Add(c.idle))
-	}
 	var buf [16 << 10]byte
-	n, err := c.under.Read(buf[:])
-	c.in = append(c.in, buf[:n]...)
-	if err != nil && n == 0 {
+	for {
+		start := time.Now()
+		if c.idle > 0 {
+			c.raw.SetReadDeadline(start.Add(c.idle))
+		}
+		// startShutdown may have run between the check above and the
+		// new deadline, which would then hide its wake-up.
 		if c.closing.Load() && !c.inData {
 			return errShutdown
+		}
+		n, err := c.under.Read(buf[:])
+		c.in = append(c.in, buf[:n]...)
+		if err == nil || n > 0 {
+			return nil
+		}
+		if c.closing.Load() {
+			if !c.inData {
+				return errShutdown
+			}
+			// Woken by shutdown while a message is arriving: the
+			// transaction may finish, so read on unless really idle.
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() && time.Since(start) < c.idle {
+				continue
+			}
 		}
 		c.eof = err
 		return err
 	}
-	return nil
 }
 
 // readLine returns one command line with its LF, enforcing the limit.
