@@ -48,6 +48,7 @@ type frontConn struct {
 	dataPos int    // progress matching "\r\n.\r\n" (see scanData)
 	eof     error  // sticky read error
 	pending []byte // line prepared for the library
+	verb    string // verb of the last line handed on (its reply comes next)
 
 	wmu      sync.Mutex
 	wbuf     []byte // reply text being collected
@@ -215,6 +216,7 @@ func (c *frontConn) scanData(b []byte) int {
 // the line to hand on, or nil when it answered the line itself.
 func (c *frontConn) filter(line []byte) []byte {
 	verb, arg := splitVerb(line)
+	c.verb = verb
 	switch verb {
 	case "STARTTLS":
 		if c.tlsCfg == nil || c.isTLS() {
@@ -326,6 +328,12 @@ func (c *frontConn) editReply(reply []byte) []byte {
 		c.saw354.Store(true)
 		return reply
 	}
+	host := c.srv.settings.Load().Hostname
+	if c.verb == "HELO" && bytes.HasPrefix(reply, []byte("250 ")) {
+		// RFC 5321 4.1.1.1: the reply names the server first.
+		_, greet, _ := strings.Cut(strings.TrimSpace(string(reply[4:])), "Hello ")
+		return []byte("250 " + host + " Hello " + greet + "\r\n")
+	}
 	if !bytes.HasPrefix(reply, []byte("250-")) || !bytes.Contains(reply, []byte("\r\n250-PIPELINING\r\n")) {
 		return reply
 	}
@@ -336,6 +344,7 @@ func (c *frontConn) editReply(reply []byte) []byte {
 		up := strings.ToUpper(text)
 		switch {
 		case i == 0:
+			text = host + " " + text // RFC 5321 4.1.1.1: "250-Domain greeting"
 		case up == "CHUNKING":
 			continue
 		case strings.HasPrefix(up, "AUTH") && !c.isTLS():

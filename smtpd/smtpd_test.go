@@ -258,3 +258,13 @@ func FuzzSession(f *testing.F) {
 		}
 	})
 }
+
+func TestGreetingsNameTheServer(t *testing.T) {
+	s, _ := newTestServer(t)
+	out := dialog(t, s, "HELO c.test\r\nEHLO c.test\r\nQUIT\r\n")
+	for _, want := range []string{"220 mx.example.test ", "250 mx.example.test Hello c.test\r\n", "250-mx.example.test Hello c.test\r\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q in %q", want, out)
+		}
+	}
+}
