@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -393,5 +392,3 @@ func (c *frontConn) RemoteAddr() net.Addr               { return c.raw.RemoteAdd
 func (c *frontConn) SetDeadline(t time.Time) error      { return c.raw.SetDeadline(t) }
 func (c *frontConn) SetReadDeadline(t time.Time) error  { return c.raw.SetReadDeadline(t) }
 func (c *frontConn) SetWriteDeadline(t time.Time) error { return c.raw.SetWriteDeadline(t) }
-
-func itoa(n int64) string { return strconv.FormatInt(n, 10) }

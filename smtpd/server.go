@@ -79,6 +79,8 @@ const (
 	AuthDelayMax = 16 * time.Second
 	// AuthFailWindow is how long failed logins are remembered.
 	AuthFailWindow = 15 * time.Minute
+	// maxFailEntries bounds the memory of failed logins.
+	maxFailEntries = 10000
 )
 
 // Server runs the SMTP listeners of the box.
@@ -422,6 +424,9 @@ func (t *throttle) fail(keys ...string) {
 	}
 	for _, k := range keys {
 		e := t.m[k]
+		if e == nil && len(t.m) >= maxFailEntries {
+			continue // under a flood, remember what we already know
+		}
 		if e == nil {
 			e = &failEntry{}
 			t.m[k] = e
