@@ -249,17 +249,40 @@ var (
 func Concierge(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "concierge-bin")
+		// One fixed place, replaced atomically, so test runs leave no
+		// trail of binaries and concurrent test binaries do not collide.
+		dir := filepath.Join(os.TempDir(), "concierge-test-bin")
+		if buildErr = os.MkdirAll(dir, 0o755); buildErr != nil {
+			return
+		}
+		tmp, err := os.CreateTemp(dir, "build-*")
 		if err != nil {
 			buildErr = err
 			return
 		}
-		buildPath = filepath.Join(dir, "concierge")
-		cmd := exec.Command("go", "build", "-o", buildPath, "concierge/cmd/concierge")
+		tmp.Close()
+		cmd := exec.Command("go", "build", "-o", tmp.Name(), "concierge/cmd/concierge")
 		cmd.Dir = moduleRoot()
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
+			os.Remove(tmp.Name())
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+			return
+		}
+		// Each test binary gets its own name: another package's tests
+		// may rebuild while this one's servers run.
+		old, _ := filepath.Glob(filepath.Join(dir, "concierge-*"))
+		for _, f := range old {
+			var pid int
+			if _, err := fmt.Sscanf(filepath.Base(f), "concierge-%d", &pid); err == nil {
+				if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil {
+					os.Remove(f) // its test binary is gone
+				}
+			}
+		}
+		buildPath = filepath.Join(dir, fmt.Sprintf("concierge-%d", os.Getpid()))
+		if err := os.Rename(tmp.Name(), buildPath); err != nil {
+			buildErr = err
 		}
 	})
 	if buildErr != nil {
