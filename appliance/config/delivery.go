@@ -1,10 +1,123 @@
 package config
 
+import (
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"time"
+)
+
 // Delivery holds the settings of outbound delivery (the queue runner).
 type Delivery struct {
+	// DNSServers are the resolvers asked for MX and address records, as
+	// IP or IP:port; empty means the ones in /etc/resolv.conf.
+	DNSServers []string `json:"dns_servers"`
+	// Smarthost, when set (host:port), receives all outbound mail instead
+	// of the recipients' MX hosts: the ISP's relay.
+	Smarthost string `json:"smarthost"`
+	// SmarthostUser and SmarthostPassword log in to the smarthost (AUTH
+	// PLAIN or LOGIN, only over TLS). The password is stored as given in
+	// the settings file, which only root can read.
+	SmarthostUser     string `json:"smarthost_user"`
+	SmarthostPassword string `json:"smarthost_password"`
+	// SmarthostTLS is "starttls" (port 587 or 25) or "tls" (implicit TLS,
+	// port 465). TLS to the smarthost is required and its certificate is
+	// verified.
+	SmarthostTLS string `json:"smarthost_tls"`
+	// SmarthostCAFile is a PEM file of extra CA certificates trusted for
+	// the smarthost (for an ISP relay with a private CA); empty means the
+	// system's roots only.
+	SmarthostCAFile string `json:"smarthost_ca_file"`
+	// RetrySchedule is the wait after each failed attempt: the first
+	// entry after the first attempt, and so on; the last entry repeats.
+	RetrySchedule []Duration `json:"retry_schedule"`
+	// WarnAfter is the age of a message at which the sender is told it is
+	// delayed (once); GiveUpAfter the age at which delivery stops and the
+	// sender gets a failure report.
+	WarnAfter   Duration `json:"warn_after"`
+	GiveUpAfter Duration `json:"give_up_after"`
+	// MaxConnections bounds outbound SMTP connections overall and
+	// MaxConnectionsPerDomain those to one recipient domain.
+	MaxConnections          int `json:"max_connections"`
+	MaxConnectionsPerDomain int `json:"max_connections_per_domain"`
+	// PostmasterCopy sends the postmaster a copy of every bounce.
+	PostmasterCopy bool `json:"postmaster_copy"`
 }
 
 // DefaultDelivery returns the outbound delivery defaults.
-func DefaultDelivery() Delivery { return Delivery{} }
+func DefaultDelivery() Delivery {
+	return Delivery{
+		SmarthostTLS: "starttls",
+		RetrySchedule: []Duration{
+			Duration(time.Minute), Duration(5 * time.Minute), Duration(15 * time.Minute),
+			Duration(30 * time.Minute), Duration(time.Hour), Duration(2 * time.Hour),
+		},
+		WarnAfter:               Duration(4 * time.Hour),
+		GiveUpAfter:             Duration(5 * 24 * time.Hour),
+		MaxConnections:          40,
+		MaxConnectionsPerDomain: 10,
+	}
+}
 
-func (d *Delivery) validate(p string) Errors { return nil }
+func (d *Delivery) validate(p string) Errors {
+	var errs Errors
+	for i, s := range d.DNSServers {
+		if err := checkDNSServer(s); err != nil {
+			errs = append(errs, fieldErr(fmt.Sprintf("%s.dns_servers[%d]", p, i), "%v", err))
+		}
+	}
+	if d.Smarthost != "" {
+		host, port, err := net.SplitHostPort(d.Smarthost)
+		if n, perr := strconv.Atoi(port); err != nil || host == "" || perr != nil || n < 1 || n > 65535 {
+			errs = append(errs, fieldErr(p+".smarthost", "%q is not host:port (e.g. smtp.isp.example:587)", d.Smarthost))
+		}
+	}
+	if (d.SmarthostUser == "") != (d.SmarthostPassword == "") {
+		errs = append(errs, fieldErr(p+".smarthost_user", "smarthost_user and smarthost_password must be set together"))
+	}
+	if d.SmarthostTLS != "starttls" && d.SmarthostTLS != "tls" {
+		errs = append(errs, fieldErr(p+".smarthost_tls", "must be starttls or tls, not %q", d.SmarthostTLS))
+	}
+	if d.SmarthostCAFile != "" {
+		if _, err := os.Stat(d.SmarthostCAFile); err != nil {
+			errs = append(errs, fieldErr(p+".smarthost_ca_file", "%v", err))
+		}
+	}
+	if len(d.RetrySchedule) == 0 {
+		errs = append(errs, fieldErr(p+".retry_schedule", "needs at least one delay (e.g. 1m,5m,15m,30m,1h,2h)"))
+	}
+	for i, r := range d.RetrySchedule {
+		if r.D() < time.Second || r.D() > 24*time.Hour {
+			errs = append(errs, fieldErr(fmt.Sprintf("%s.retry_schedule[%d]", p, i), "must be between 1s and 24h, not %s", r))
+		}
+	}
+	if d.GiveUpAfter.D() < time.Minute || d.GiveUpAfter.D() > 30*24*time.Hour {
+		errs = append(errs, fieldErr(p+".give_up_after", "must be between 1m and 720h, not %s", d.GiveUpAfter))
+	}
+	if d.WarnAfter.D() < 0 || d.WarnAfter.D() >= d.GiveUpAfter.D() {
+		errs = append(errs, fieldErr(p+".warn_after", "must be 0 (no warning) or shorter than give_up_after (%s), not %s", d.GiveUpAfter, d.WarnAfter))
+	}
+	if d.MaxConnections < 1 || d.MaxConnections > 1000 {
+		errs = append(errs, fieldErr(p+".max_connections", "must be between 1 and 1000, not %d", d.MaxConnections))
+	}
+	if d.MaxConnectionsPerDomain < 1 || d.MaxConnectionsPerDomain > d.MaxConnections {
+		errs = append(errs, fieldErr(p+".max_connections_per_domain", "must be between 1 and max_connections (%d), not %d", d.MaxConnections, d.MaxConnectionsPerDomain))
+	}
+	return errs
+}
+
+// checkDNSServer accepts an IP address or IP:port.
+func checkDNSServer(s string) error {
+	if net.ParseIP(s) != nil {
+		return nil
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil || net.ParseIP(host) == nil {
+		return fmt.Errorf("%q is not an IP address or IP:port", s)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("%q: bad port", s)
+	}
+	return nil
+}
