@@ -8,6 +8,12 @@
 //	msg/ID        the message as received (with our Received: header)
 //	env/ID.json   the envelope: sender, recipients and their delivery state
 //	tmp/          envelopes being written
+//	req/          requests from the admin commands (flush, retry, delete)
+//
+// The Runner (runner.go) delivers what is queued: it reloads every
+// envelope at start, retries on a schedule given as data, warns the sender
+// of a delay and gives up after a configurable age with a delivery status
+// notification (RFC 3464), and bounds connections overall and per domain.
 package queue
 
 import (
@@ -27,6 +33,14 @@ type Recipient struct {
 	Attempts  int       `json:"attempts,omitempty"`
 	LastError string    `json:"last_error,omitempty"`
 	LastTry   time.Time `json:"last_try,omitzero"`
+	// Status is the RFC 3463 code of the last failure, Diagnostic the
+	// remote server's reply and RemoteMTA the host that gave it (for the
+	// delivery status notification, RFC 3464 2.3).
+	Status     string `json:"status,omitempty"`
+	Diagnostic string `json:"diagnostic,omitempty"`
+	RemoteMTA  string `json:"remote_mta,omitempty"`
+	// Notified is set once the sender was told of the failure.
+	Notified bool `json:"notified,omitempty"`
 }
 
 // State of one recipient.
@@ -68,7 +82,7 @@ type Queue struct {
 // (never acknowledged to a client).
 func Open(dir string) (*Queue, error) {
 	q := &Queue{Dir: dir, Notify: make(chan struct{}, 1)}
-	for _, d := range []string{"msg", "env", "tmp"} {
+	for _, d := range []string{"msg", "env", "tmp", "req"} {
 		if err := durable.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
 			return nil, fmt.Errorf("queue: %w", err)
 		}
@@ -143,6 +157,17 @@ func (q *Queue) Remove(id string) error {
 	}
 	os.Remove(q.MsgPath(id))
 	return durable.SyncDir(filepath.Join(q.Dir, "env"))
+}
+
+// Done removes a delivered message without waiting for the directory to
+// be durable: if the removal is lost in a crash, the message is delivered
+// once more, which RFC 5321 6.1 prefers to losing it.
+func (q *Queue) Done(id string) error {
+	if err := os.Remove(q.EnvPath(id)); err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("queue: %w", err)
+	}
+	os.Remove(q.MsgPath(id))
+	return nil
 }
 
 // Kick wakes the delivery runner.

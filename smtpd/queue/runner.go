@@ -1,0 +1,612 @@
+package queue
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Retry timing and limits: the defaults of Settings.
+var (
+	// DefaultSchedule is the wait after each failed attempt; the last
+	// entry repeats until the message gives up (RFC 5321 4.5.4.1 asks for
+	// at least 30 minutes between retries once the first ones failed, and
+	// for giving up after 4-5 days).
+	DefaultSchedule = []time.Duration{
+		time.Minute, 5 * time.Minute, 15 * time.Minute, 30 * time.Minute, time.Hour, 2 * time.Hour,
+	}
+	// DefaultWarnAfter is when the sender hears that mail is delayed.
+	DefaultWarnAfter = 4 * time.Hour
+	// DefaultGiveUpAfter is when delivery stops and the mail bounces.
+	DefaultGiveUpAfter = 5 * 24 * time.Hour
+)
+
+const (
+	// DefaultMaxConns bounds outbound connections overall and
+	// DefaultMaxConnsPerDomain those to one destination domain.
+	DefaultMaxConns          = 40
+	DefaultMaxConnsPerDomain = 10
+	// RequestPoll is how often the runner looks for requests of the admin
+	// commands in req/.
+	RequestPoll = time.Second
+)
+
+// Settings of a Runner; Configure swaps them live.
+type Settings struct {
+	Schedule          []time.Duration
+	WarnAfter         time.Duration // 0: no delay warnings
+	GiveUpAfter       time.Duration
+	MaxConns          int
+	MaxConnsPerDomain int
+}
+
+// DefaultSettings returns the defaults above.
+func DefaultSettings() Settings {
+	return Settings{Schedule: DefaultSchedule, WarnAfter: DefaultWarnAfter, GiveUpAfter: DefaultGiveUpAfter,
+		MaxConns: DefaultMaxConns, MaxConnsPerDomain: DefaultMaxConnsPerDomain}
+}
+
+// NextDelay is the wait after the given number of failed attempts.
+func NextDelay(schedule []time.Duration, attempts int) time.Duration {
+	if len(schedule) == 0 {
+		schedule = DefaultSchedule
+	}
+	i := max(attempts-1, 0)
+	if i >= len(schedule) {
+		i = len(schedule) - 1
+	}
+	return schedule[i]
+}
+
+// Sender delivers one message to recipients of one domain and returns one
+// result per recipient: nil when delivered, or an error. An error with a
+// method Permanent() bool that returns true fails the recipient for good;
+// any other error is retried. Errors may also have Status() (RFC 3463),
+// Diagnostic() (the remote reply) and RemoteMTA() methods, which go into
+// the delivery status notification.
+type Sender interface {
+	Send(ctx context.Context, domain, from string, rcpts []string, body *io.SectionReader) []error
+}
+
+// NoticeKind says what a notice reports.
+type NoticeKind int
+
+// Notice kinds.
+const (
+	Failure NoticeKind = iota // the recipients failed for good
+	Delay                     // the recipients are still being retried
+)
+
+// Notice asks for a delivery status notification to the sender (or, for
+// a failed bounce, to the postmaster).
+type Notice struct {
+	Kind       NoticeKind
+	Env        Envelope
+	Recipients []Recipient // the failed or delayed ones
+	MsgPath    string      // the message; it starts at Env.BodyOffset
+	RetryUntil time.Time   // for Delay: when delivery gives up
+}
+
+// Notifier sends a notice durably (into a Maildir or the queue); an error
+// keeps the message in the queue to try again.
+type Notifier func(ctx context.Context, n Notice) error
+
+// Runner delivers the queue.
+type Runner struct {
+	Queue  *Queue
+	Sender Sender
+	Notify Notifier
+	Log    *slog.Logger
+
+	mu      sync.Mutex
+	set     Settings
+	items   map[string]*item
+	domains map[string]*domainQueue
+	conns   int // workers running, each holding at most one connection
+	wake    chan struct{}
+	ctx     context.Context
+	wg      sync.WaitGroup
+}
+
+// item is a queued message in memory.
+type item struct {
+	env     *Envelope
+	busy    bool // jobs in flight
+	del     bool // delete when the jobs are done
+	pending int  // jobs not finished
+	results map[int]error
+}
+
+type job struct {
+	it     *item
+	domain string
+	idx    []int // recipient indexes
+}
+
+type domainQueue struct {
+	jobs    []*job
+	workers int
+}
+
+// NewRunner returns a runner with the given settings.
+func NewRunner(q *Queue, s Sender, n Notifier, set Settings, log *slog.Logger) *Runner {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Runner{Queue: q, Sender: s, Notify: n, Log: log, set: set,
+		items: map[string]*item{}, domains: map[string]*domainQueue{}, wake: make(chan struct{}, 1)}
+}
+
+// Configure changes the settings; limits apply to new connections.
+func (r *Runner) Configure(set Settings) {
+	r.mu.Lock()
+	r.set = set
+	r.startWorkers()
+	r.mu.Unlock()
+	r.poke()
+}
+
+func (r *Runner) settings() Settings {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.set
+}
+
+func (r *Runner) poke() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run delivers until ctx is done, then waits for deliveries in flight
+// (which end early: their connections are closed) and returns. Messages
+// are reloaded from disk at start.
+func (r *Runner) Run(ctx context.Context) {
+	r.mu.Lock()
+	r.ctx = ctx
+	r.mu.Unlock()
+	r.scan()
+	tick := time.NewTicker(RequestPoll)
+	defer tick.Stop()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		next := r.dispatch(time.Now())
+		timer.Reset(max(time.Until(next), 10*time.Millisecond))
+		select {
+		case <-ctx.Done():
+			r.wg.Wait()
+			return
+		case <-r.Queue.Notify:
+			r.scan()
+		case <-r.wake:
+		case <-tick.C:
+			r.requests()
+		case <-timer.C:
+		}
+	}
+}
+
+// scan adds envelopes that are not known yet (new mail, or all at start).
+func (r *Runner) scan() {
+	ids, err := r.Queue.List()
+	if err != nil {
+		r.Log.Error("queue scan", "err", err)
+		return
+	}
+	r.mu.Lock()
+	var unknown []string
+	for _, id := range ids {
+		if r.items[id] == nil {
+			unknown = append(unknown, id)
+		}
+	}
+	r.mu.Unlock()
+	for _, id := range unknown {
+		env, err := r.Queue.Load(id)
+		if err != nil {
+			if os.IsNotExist(unwrapPath(err)) {
+				continue // delivered and removed meanwhile
+			}
+			r.Log.Error("queue: unreadable envelope left in place", "id", id, "err", err)
+			continue
+		}
+		if _, err := os.Stat(r.Queue.MsgPath(id)); err != nil {
+			// The message went first in a removal that a crash cut short.
+			r.Log.Warn("queue: envelope without message removed", "id", id)
+			r.Queue.Remove(id)
+			continue
+		}
+		r.mu.Lock()
+		if r.items[id] == nil {
+			r.items[id] = &item{env: env}
+		}
+		r.mu.Unlock()
+	}
+}
+
+func unwrapPath(err error) error {
+	var pe *os.PathError
+	for e := err; e != nil; {
+		if p, ok := e.(*os.PathError); ok {
+			pe = p
+			break
+		}
+		u, ok := e.(interface{ Unwrap() error })
+		if !ok {
+			break
+		}
+		e = u.Unwrap()
+	}
+	if pe != nil {
+		return pe
+	}
+	return err
+}
+
+// Domain is the domain of an address (lower case).
+func Domain(addr string) string {
+	return strings.ToLower(addr[strings.LastIndexByte(addr, '@')+1:])
+}
+
+// dispatch starts due messages and returns when the next one is due.
+func (r *Runner) dispatch(now time.Time) time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	next := now.Add(time.Hour)
+	for _, it := range r.items {
+		if it.busy {
+			continue
+		}
+		if it.env.NextAttempt.After(now) {
+			if it.env.NextAttempt.Before(next) {
+				next = it.env.NextAttempt
+			}
+			continue
+		}
+		it.busy = true
+		it.results = map[int]error{}
+		byDomain := map[string][]int{}
+		var order []string
+		for i, rc := range it.env.Recipients {
+			if rc.State != Pending {
+				continue
+			}
+			d := Domain(rc.Addr)
+			if byDomain[d] == nil {
+				order = append(order, d)
+			}
+			byDomain[d] = append(byDomain[d], i)
+		}
+		if len(order) == 0 {
+			// Nothing to send, only notices owed (after a crash).
+			r.wg.Add(1)
+			go func() { defer r.wg.Done(); r.finish(it) }()
+			continue
+		}
+		it.pending = len(order)
+		for _, d := range order {
+			dq := r.domains[d]
+			if dq == nil {
+				dq = &domainQueue{}
+				r.domains[d] = dq
+			}
+			dq.jobs = append(dq.jobs, &job{it: it, domain: d, idx: byDomain[d]})
+		}
+	}
+	r.startWorkers()
+	return next
+}
+
+// startWorkers starts a worker for each domain with waiting jobs, within
+// the connection limits. r.mu is held.
+func (r *Runner) startWorkers() {
+	if r.ctx == nil {
+		return
+	}
+	for d, dq := range r.domains {
+		for len(dq.jobs) > dq.workers && dq.workers < r.set.MaxConnsPerDomain && r.conns < r.set.MaxConns {
+			dq.workers++
+			r.conns++
+			r.wg.Add(1)
+			go r.worker(d, dq)
+		}
+	}
+}
+
+// worker delivers the jobs of one domain one after another, so that the
+// connection of one is reused by the next.
+func (r *Runner) worker(d string, dq *domainQueue) {
+	defer r.wg.Done()
+	for {
+		r.mu.Lock()
+		ctx := r.ctx
+		if len(dq.jobs) == 0 || ctx.Err() != nil || dq.workers > r.set.MaxConnsPerDomain || r.conns > r.set.MaxConns {
+			dq.workers--
+			r.conns--
+			if dq.workers == 0 && len(dq.jobs) == 0 {
+				delete(r.domains, d)
+			}
+			r.startWorkers()
+			r.mu.Unlock()
+			return
+		}
+		j := dq.jobs[0]
+		dq.jobs[0] = nil
+		dq.jobs = dq.jobs[1:]
+		r.mu.Unlock()
+		res := r.send(ctx, j)
+		r.mu.Lock()
+		for k, i := range j.idx {
+			j.it.results[i] = res[k]
+		}
+		j.it.pending--
+		done := j.it.pending == 0
+		r.mu.Unlock()
+		if done {
+			r.finish(j.it)
+		}
+	}
+}
+
+func (r *Runner) send(ctx context.Context, j *job) []error {
+	env := j.it.env
+	rcpts := make([]string, len(j.idx))
+	for k, i := range j.idx {
+		rcpts[k] = env.Recipients[i].Addr
+	}
+	res := make([]error, len(rcpts))
+	f, err := os.Open(r.Queue.MsgPath(env.ID))
+	if err != nil {
+		for k := range res {
+			res[k] = fmt.Errorf("queue: message file: %w", err)
+		}
+		return res
+	}
+	defer f.Close()
+	size := env.Size
+	if fi, err := f.Stat(); err == nil && fi.Size()-env.BodyOffset != size {
+		size = fi.Size() - env.BodyOffset
+	}
+	out := r.Sender.Send(ctx, j.domain, env.From, rcpts, io.NewSectionReader(f, env.BodyOffset, size))
+	copy(res, out)
+	return res
+}
+
+type permanent interface{ Permanent() bool }
+
+// IsPermanent reports whether a Sender's error fails the recipient.
+func IsPermanent(err error) bool {
+	p, ok := err.(permanent)
+	return ok && p.Permanent()
+}
+
+func errText[T any](err error, get func(T) string) string {
+	if v, ok := err.(T); ok {
+		return get(v)
+	}
+	return ""
+}
+
+// finish records the results of an attempt, sends the notices owed and
+// removes the message once nothing is left to do.
+func (r *Runner) finish(it *item) {
+	r.mu.Lock()
+	ctx := r.ctx
+	set := r.set
+	results := it.results
+	it.results = nil
+	del := it.del
+	r.mu.Unlock()
+	env := it.env
+	id := env.ID
+	if del {
+		r.Queue.Remove(id)
+		r.drop(id)
+		return
+	}
+	now := time.Now().UTC()
+	for i, err := range results {
+		rc := &env.Recipients[i]
+		if ctx.Err() != nil && err != nil && !IsPermanent(err) {
+			continue // interrupted by shutdown: not an attempt
+		}
+		rc.Attempts++
+		rc.LastTry = now
+		if err == nil {
+			rc.State, rc.LastError, rc.Status, rc.Diagnostic = Delivered, "", "", ""
+			r.Log.Info("delivered", "id", id, "to", rc.Addr)
+			continue
+		}
+		rc.LastError = err.Error()
+		rc.Status = errText(err, func(e interface{ Status() string }) string { return e.Status() })
+		rc.Diagnostic = errText(err, func(e interface{ Diagnostic() string }) string { return e.Diagnostic() })
+		rc.RemoteMTA = errText(err, func(e interface{ RemoteMTA() string }) string { return e.RemoteMTA() })
+		if IsPermanent(err) {
+			rc.State = Failed
+			if rc.Status == "" {
+				rc.Status = "5.0.0"
+			}
+			r.Log.Warn("delivery failed", "id", id, "to", rc.Addr, "err", err)
+		} else {
+			if rc.Status == "" {
+				rc.Status = "4.0.0"
+			}
+			r.Log.Info("delivery deferred", "id", id, "to", rc.Addr, "attempts", rc.Attempts, "err", err)
+		}
+	}
+	age := now.Sub(env.Received)
+	pending := 0
+	attempts := 0
+	for i := range env.Recipients {
+		rc := &env.Recipients[i]
+		if rc.State != Pending {
+			continue
+		}
+		if age >= set.GiveUpAfter {
+			// RFC 3463 X.4.7: delivery time expired.
+			rc.State = Failed
+			rc.LastError = fmt.Sprintf("gave up after %d attempts in %s: %s", rc.Attempts, age.Round(time.Second), rc.LastError)
+			rc.Status = "5.4.7"
+			continue
+		}
+		pending++
+		attempts = max(attempts, rc.Attempts)
+	}
+	var failed []Recipient
+	for _, rc := range env.Recipients {
+		if rc.State == Failed && !rc.Notified {
+			failed = append(failed, rc)
+		}
+	}
+	if pending == 0 && len(failed) == 0 {
+		if err := r.Queue.Done(id); err != nil {
+			r.Log.Error("queue remove", "id", id, "err", err)
+		}
+		r.drop(id)
+		return
+	}
+	notifyOK := true
+	if len(failed) > 0 {
+		// The failure is on disk before the sender hears of it, so that a
+		// crash in between repeats the notice rather than losing it.
+		if err := r.Queue.Save(env); err != nil {
+			r.Log.Error("queue save", "id", id, "err", err)
+		}
+		err := r.notify(ctx, Notice{Kind: Failure, Env: *env, Recipients: failed, MsgPath: r.Queue.MsgPath(id)})
+		if err != nil {
+			notifyOK = false
+			r.Log.Error("bounce not sent; trying again later", "id", id, "err", err)
+		} else {
+			for i := range env.Recipients {
+				if env.Recipients[i].State == Failed {
+					env.Recipients[i].Notified = true
+				}
+			}
+		}
+	}
+	if pending == 0 && notifyOK {
+		r.Queue.Done(id)
+		r.drop(id)
+		return
+	}
+	if pending > 0 && set.WarnAfter > 0 && age >= set.WarnAfter && !env.Warned && env.From != "" {
+		var delayed []Recipient
+		for _, rc := range env.Recipients {
+			if rc.State == Pending {
+				delayed = append(delayed, rc)
+			}
+		}
+		err := r.notify(ctx, Notice{Kind: Delay, Env: *env, Recipients: delayed, MsgPath: r.Queue.MsgPath(id),
+			RetryUntil: env.Received.Add(set.GiveUpAfter)})
+		if err != nil {
+			r.Log.Error("delay warning not sent", "id", id, "err", err)
+		} else {
+			env.Warned = true
+		}
+	}
+	env.NextAttempt = now.Add(NextDelay(set.Schedule, max(attempts, 1)))
+	if err := r.Queue.Save(env); err != nil {
+		r.Log.Error("queue save", "id", id, "err", err)
+	}
+	r.mu.Lock()
+	it.busy = false
+	r.mu.Unlock()
+	r.poke()
+}
+
+func (r *Runner) notify(ctx context.Context, n Notice) error {
+	if r.Notify == nil {
+		return fmt.Errorf("queue: no notifier")
+	}
+	if ctx.Err() != nil {
+		ctx = context.WithoutCancel(ctx)
+	}
+	return r.Notify(ctx, n)
+}
+
+func (r *Runner) drop(id string) {
+	r.mu.Lock()
+	delete(r.items, id)
+	r.mu.Unlock()
+}
+
+// Request kinds written by the admin commands into req/ and carried out
+// by a running Runner within RequestPoll.
+const (
+	ReqFlush = "flush" // arg: a domain, or empty for all
+	ReqRetry = "retry" // arg: a queue ID
+	ReqDel   = "del"   // arg: a queue ID
+)
+
+// Request asks a running runner to act on the queue.
+func (q *Queue) Request(kind, arg string) error {
+	name := fmt.Sprintf("%d.%d", time.Now().UnixNano(), os.Getpid())
+	tmp := filepath.Join(q.Dir, "tmp", "req."+name)
+	if err := os.WriteFile(tmp, []byte(kind+" "+arg+"\n"), 0o600); err != nil {
+		return fmt.Errorf("queue: %w", err)
+	}
+	if err := os.Rename(tmp, filepath.Join(q.Dir, "req", name)); err != nil {
+		return fmt.Errorf("queue: %w", err)
+	}
+	return nil
+}
+
+// requests carries out and removes the admin requests in req/.
+func (r *Runner) requests() {
+	files, _ := filepath.Glob(filepath.Join(r.Queue.Dir, "req", "*"))
+	slices.Sort(files)
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		os.Remove(f)
+		if err != nil {
+			continue
+		}
+		kind, arg, _ := strings.Cut(strings.TrimSpace(string(b)), " ")
+		r.Log.Info("queue request", "kind", kind, "arg", arg)
+		r.apply(kind, strings.TrimSpace(arg))
+	}
+}
+
+func (r *Runner) apply(kind, arg string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	defer r.poke()
+	switch kind {
+	case ReqFlush:
+		arg = strings.ToLower(arg)
+		for _, it := range r.items {
+			if it.busy {
+				continue
+			}
+			if arg == "" || slices.ContainsFunc(it.env.Recipients, func(rc Recipient) bool {
+				return rc.State == Pending && Domain(rc.Addr) == arg
+			}) {
+				it.env.NextAttempt = time.Time{}
+			}
+		}
+	case ReqRetry:
+		if it := r.items[arg]; it != nil && !it.busy {
+			it.env.NextAttempt = time.Time{}
+		}
+	case ReqDel:
+		it := r.items[arg]
+		switch {
+		case it == nil:
+			r.Queue.Remove(arg)
+		case it.busy:
+			it.del = true
+		default:
+			r.Queue.Remove(arg)
+			delete(r.items, arg)
+		}
+	}
+}
