@@ -4,5 +4,6 @@ package appliance
 func newServices(env *Env) []Service {
 	return []Service{
 		newSMTPService(env),
+		newDeliveryService(env),
 	}
 }
