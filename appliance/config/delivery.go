@@ -73,8 +73,8 @@ func (d *Delivery) validate(p string) Errors {
 			errs = append(errs, fieldErr(p+".smarthost", "%q is not host:port (e.g. smtp.isp.example:587)", d.Smarthost))
 		}
 	}
-	if (d.SmarthostUser == "") != (d.SmarthostPassword == "") {
-		errs = append(errs, fieldErr(p+".smarthost_user", "smarthost_user and smarthost_password must be set together"))
+	if d.SmarthostPassword != "" && d.SmarthostUser == "" {
+		errs = append(errs, fieldErr(p+".smarthost_password", "set smarthost_user first: a password needs a user name"))
 	}
 	if d.SmarthostTLS != "starttls" && d.SmarthostTLS != "tls" {
 		errs = append(errs, fieldErr(p+".smarthost_tls", "must be starttls or tls, not %q", d.SmarthostTLS))

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -129,7 +130,7 @@ func StartPostfix(t testing.TB, h *Host, port int, domains []string, smtpdOpts [
 		os.RemoveAll(dir)
 	})
 	os.Chmod(dir, 0o755)
-	for _, d := range []string{"data", "mail"} {
+	for _, d := range []string{"data", "mail", "queue"} {
 		os.MkdirAll(filepath.Join(dir, d), 0o755)
 	}
 	exec.Command("chown", "postfix:postfix", filepath.Join(dir, "data")).Run()
@@ -157,8 +158,17 @@ func StartPostfix(t testing.TB, h *Host, port int, domains []string, smtpdOpts [
 		"virtual_uid_maps = static:65534",
 		"virtual_gid_maps = static:65534",
 		"smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination",
-		"syslog_name = postfix-" + h.Name,
 	}
+	// Lines given by the caller replace the defaults of the same name.
+	override := map[string]bool{}
+	for _, l := range mainCF {
+		k, _, _ := strings.Cut(l, "=")
+		override[strings.TrimSpace(k)] = true
+	}
+	main = slices.DeleteFunc(main, func(l string) bool {
+		k, _, _ := strings.Cut(l, "=")
+		return override[strings.TrimSpace(k)]
+	})
 	main = append(main, mainCF...)
 	if err := os.WriteFile(filepath.Join(dir, "main.cf"), []byte(strings.Join(main, "\n")+"\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -166,9 +176,8 @@ func StartPostfix(t testing.TB, h *Host, port int, domains []string, smtpdOpts [
 	if err := os.WriteFile(filepath.Join(dir, "master.cf"), []byte(masterCF(h, port, smtpdOpts)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec.Command("postfix", "-c", dir, "check").CombinedOutput(); err != nil {
-		t.Fatalf("postfix check: %v\n%s", err, out)
-	}
+	// In the namespace: inet_interfaces must exist where it runs.
+	h.Run("postfix", "-c", dir, "check")
 	h.Run("postfix", "-c", dir, "start")
 	if port > 0 {
 		h.WaitTCP(port, 20*time.Second)
@@ -254,4 +263,56 @@ func WaitFor(d time.Duration, cond func() bool) bool {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// StartDovecotAuth runs a private Dovecot that only authenticates (no
+// mail protocols) the given users, for Postfix's smtpd_sasl_type =
+// dovecot. It returns the path of the auth socket for smtpd_sasl_path.
+func StartDovecotAuth(t testing.TB, h *Host, users map[string]string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "dovecot-auth-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	var pw strings.Builder
+	for u, p := range users {
+		fmt.Fprintf(&pw, "%s:{PLAIN}%s\n", u, p)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "passwd"), []byte(pw.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	conf := fmt.Sprintf(`base_dir = %[1]s/run
+state_dir = %[1]s/state
+log_path = %[1]s/dovecot.log
+protocols =
+listen = 127.0.0.1
+ssl = no
+auth_mechanisms = plain login
+disable_plaintext_auth = no
+passdb {
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%%u %[1]s/passwd
+}
+userdb {
+  driver = static
+  args = uid=65534 gid=65534 home=/nonexistent
+}
+service auth {
+  unix_listener auth-postfix {
+    mode = 0666
+  }
+}
+`, dir)
+	if err := os.WriteFile(filepath.Join(dir, "dovecot.conf"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := h.Start("dovecot", "-c", filepath.Join(dir, "dovecot.conf"), "-F")
+	sock := filepath.Join(dir, "run", "auth-postfix")
+	if !WaitFor(10*time.Second, func() bool { _, err := os.Stat(sock); return err == nil }) {
+		b, _ := os.ReadFile(filepath.Join(dir, "dovecot.log"))
+		t.Fatalf("dovecot auth did not start:\n%s\n%s", p.Out.String(), b)
+	}
+	return sock
 }

@@ -157,7 +157,7 @@ func (t *Transport) Send(ctx context.Context, domain, from string, rcpts []strin
 	tried := map[string]bool{}
 	// A connection left open by the previous message goes first.
 	for len(pending) > 0 {
-		c := t.takeIdle(key)
+		c := t.takeIdle(key, tried)
 		if c == nil {
 			break
 		}
@@ -357,18 +357,22 @@ func (c *conn) healthy(err error) bool {
 	return false
 }
 
-// takeIdle returns an open connection to the destination, or nil.
-func (t *Transport) takeIdle(key string) *conn {
+// takeIdle returns an open connection to the destination, to a host not
+// in skip (tried already for this message), or nil.
+func (t *Transport) takeIdle(key string, skip map[string]bool) *conn {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	l := t.idle[key]
-	if len(l) == 0 {
-		return nil
+	for i := len(l) - 1; i >= 0; i-- {
+		c := l[i]
+		if skip[c.host] {
+			continue
+		}
+		t.idle[key] = append(l[:i:i], l[i+1:]...)
+		c.timer.Stop()
+		return c
 	}
-	c := l[len(l)-1]
-	t.idle[key] = l[:len(l)-1]
-	c.timer.Stop()
-	return c
+	return nil
 }
 
 // release keeps a healthy connection for the next message to the same

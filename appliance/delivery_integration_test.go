@@ -1,0 +1,451 @@
+package appliance_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"concierge/internal/testnet"
+	"concierge/smtpd/queue"
+)
+
+// The LAN of the outbound tests: the box, a LAN client, a DNS server with
+// the test zones, and hosts for the remote mail servers.
+const (
+	outNet   = "10.77.4"
+	boxIP    = outNet + ".1"
+	dnsIP    = outNet + ".53"
+	mx1IP    = outNet + ".21" // refuses connections
+	mx2IP    = outNet + ".22"
+	aHostIP  = outNet + ".23" // the A record of a domain without MX
+	ispIP    = outNet + ".30" // the ISP's relay
+	bobPass  = "correct horse"
+	tokenHdr = "X-Test-Token"
+)
+
+// zone is the test DNS data (dnsmasq options).
+var zone = []string{
+	"--mx-host=remote.test,mx1.remote.test,10",
+	"--mx-host=remote.test,mx2.remote.test,20",
+	"--host-record=mx1.remote.test," + mx1IP,
+	"--host-record=mx2.remote.test," + mx2IP,
+	"--host-record=amx.test," + aHostIP,
+	"--dns-rr=nullmx.test,15,000000",
+}
+
+type outLAN struct {
+	lan    *testnet.LAN
+	box    *testnet.Box
+	client *testnet.Host
+	dns    *testnet.Host
+	mx1    *testnet.Host
+	mx2    *testnet.Host
+}
+
+// newOutLAN sets up the LAN; configure runs CLI commands on the box
+// before it starts. The box finds the DNS server through the resolv.conf
+// of its namespace (the default, no delivery.dns_servers).
+func newOutLAN(t *testing.T, configure ...func(b *testnet.Box)) *outLAN {
+	t.Helper()
+	testnet.Require(t, "swaks", "smtp-sink", "/usr/sbin/dnsmasq", "postfix", "smtp-source")
+	o := &outLAN{lan: testnet.NewLAN(t, outNet+".0/24")}
+	o.box = testnet.NewBox(t, o.lan.AddHost("box", 1))
+	o.client = o.lan.AddHost("client", 10)
+	o.dns = o.lan.AddHost("dns", 53)
+	o.mx1 = o.lan.AddHost("mx1", 21)
+	o.mx2 = o.lan.AddHost("mx2", 22)
+	o.dns.StartDNS("test", zone...)
+	o.box.SetResolver(dnsIP)
+	b := o.box
+	b.CLI("domain", "add", "example.test")
+	b.CLIInput(bobPass+"\n", "user", "add", "bob")
+	b.CLIInput("other pass 1\n", "user", "add", "alice")
+	b.CLI("config", "set", "postmaster", "alice")
+	b.CLI("config", "set", "delivery.retry_schedule", "1s,2s,3s")
+	for _, f := range configure {
+		f(b)
+	}
+	return o
+}
+
+func (o *outLAN) start() { o.box.Start(587) }
+
+// submit sends a message from bob through authenticated submission and
+// returns its token.
+func (o *outLAN) submit(t *testing.T, to ...string) string {
+	t.Helper()
+	token := fmt.Sprintf("tok-%d", time.Now().UnixNano())
+	cmd := o.client.Command("swaks", "--server", boxIP, "--port", "587", "--tls", "--auth", "PLAIN",
+		"--auth-user", "bob", "--auth-password", bobPass, "--from", "bob@example.test",
+		"--to", strings.Join(to, ","), "--header", tokenHdr+": "+token, "--header", "Subject: test "+token, "--timeout", "20")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("swaks to %v: %v\n%s", to, err, out)
+	}
+	return token
+}
+
+func containing(msgs []string, s string) []string {
+	var out []string
+	for _, m := range msgs {
+		if strings.Contains(m, s) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func envelopes(t *testing.T, b *testnet.Box) []*queue.Envelope {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(b.Data, "queue", "env", "*.json"))
+	var out []*queue.Envelope
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		var env queue.Envelope
+		if json.Unmarshal(data, &env) == nil {
+			out = append(out, &env)
+		}
+	}
+	return out
+}
+
+func waitQueueEmpty(t *testing.T, b *testnet.Box, d time.Duration) {
+	t.Helper()
+	if !testnet.WaitFor(d, func() bool { return len(envelopes(t, b)) == 0 }) {
+		t.Fatalf("queue not empty after %v:\n%s", d, b.CLI("queue", "list"))
+	}
+}
+
+// Acceptance 1: MX 10 refuses connections, MX 20 takes the mail; the
+// message arrives there with our Received: header.
+func TestDeliveryMXPreference(t *testing.T) {
+	o := newOutLAN(t)
+	sink := o.mx2.StartSink(25)
+	o.start()
+	token := o.submit(t, "x@remote.test")
+	if !testnet.WaitFor(15*time.Second, func() bool { return len(containing(sink.Messages(), token)) > 0 }) {
+		t.Fatalf("message not delivered to MX 20:\n%s", o.box.Proc.Out.String())
+	}
+	msg := containing(sink.Messages(), token)[0]
+	for _, want := range []string{"X-Rcpt-Args: <x@remote.test>", "X-Mail-Args: <bob@example.test>", "X-Helo-Args: mail.example.test",
+		"by mail.example.test (Concierge) with ESMTPSA id "} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("delivered message lacks %q:\n%s", want, msg)
+		}
+	}
+	if strings.Contains(msg, "Return-Path:") {
+		t.Errorf("the Return-Path: meant for local mailboxes went out:\n%s", msg)
+	}
+	waitQueueEmpty(t, o.box, 5*time.Second)
+	if !strings.Contains(o.box.Proc.Out.String(), "mx1.remote.test") {
+		t.Errorf("MX 10 was not tried first (no mention in the debug log)")
+	}
+	if out := o.box.CLI("queue", "list"); !strings.Contains(out, "the queue is empty") {
+		t.Errorf("queue list: %s", out)
+	}
+}
+
+var dsnStatus = regexp.MustCompile(`(?m)^Status: (\S+)`)
+
+// Acceptance 2: no MX but an A record; null MX and NXDOMAIN bounce at once.
+func TestDeliveryImplicitMXAndBounces(t *testing.T) {
+	o := newOutLAN(t, func(b *testnet.Box) {
+		// This box asks the DNS server named in its settings; its
+		// resolv.conf points nowhere.
+		b.CLI("config", "set", "delivery.dns_servers", dnsIP)
+		b.CLI("config", "set", "delivery.retry_schedule", "1h")
+	})
+	o.box.SetResolver("10.77.99.99")
+	ahost := o.lan.AddHost("amx", 23)
+	sink := ahost.StartSink(25)
+	o.start()
+	token := o.submit(t, "someone@amx.test")
+	if !testnet.WaitFor(15*time.Second, func() bool { return len(containing(sink.Messages(), token)) > 0 }) {
+		t.Fatalf("message for a domain without MX not delivered to its A host:\n%s", o.box.Proc.Out.String())
+	}
+
+	cases := []struct{ to, status, words string }{
+		{"a@nullmx.test", "5.1.10", "null MX"},
+		{"b@nxdomain.test", "5.1.2", "does not exist"},
+	}
+	for _, c := range cases {
+		start := time.Now()
+		token := o.submit(t, c.to)
+		var bounce string
+		ok := testnet.WaitFor(10*time.Second, func() bool {
+			if m := containing(o.box.MaildirText("bob"), token); len(m) > 0 {
+				bounce = m[0]
+				return true
+			}
+			return false
+		})
+		if !ok {
+			t.Fatalf("%s: no bounce in bob's Maildir:\n%s", c.to, o.box.CLI("queue", "list"))
+		}
+		t.Logf("%s bounced after %v", c.to, time.Since(start).Round(time.Millisecond))
+		checkBounce(t, bounce, token, []string{c.to}, c.status)
+		if !strings.Contains(bounce, c.words) {
+			t.Errorf("%s: the bounce does not say %q:\n%s", c.to, c.words, bounce)
+		}
+	}
+	waitQueueEmpty(t, o.box, 5*time.Second)
+}
+
+// checkBounce checks an RFC 3464 report for the given failed recipients.
+func checkBounce(t *testing.T, bounce, token string, failed []string, status string) {
+	t.Helper()
+	for _, want := range []string{
+		"Return-Path: <>\r\n",
+		"From: Mail Delivery System <MAILER-DAEMON@example.test>\r\n",
+		"To: <bob@example.test>\r\n",
+		"Auto-Submitted: auto-replied\r\n",
+		"Content-Type: multipart/report; report-type=delivery-status;",
+		"Content-Type: message/delivery-status\r\n",
+		"Reporting-MTA: dns; mail.example.test\r\n",
+		"Content-Type: text/rfc822-headers\r\n",
+		tokenHdr + ": " + token + "\r\n",
+	} {
+		if !strings.Contains(bounce, want) {
+			t.Errorf("bounce lacks %q:\n%s", want, bounce)
+		}
+	}
+	got := regexp.MustCompile(`(?m)^Final-Recipient: rfc822; (\S+)\r$`).FindAllStringSubmatch(bounce, -1)
+	if len(got) != len(failed) {
+		t.Fatalf("bounce names %d recipients, want %v:\n%s", len(got), failed, bounce)
+	}
+	for i, g := range got {
+		if g[1] != failed[i] {
+			t.Errorf("bounce names %s, want %s", g[1], failed[i])
+		}
+	}
+	if m := dsnStatus.FindStringSubmatch(bounce); status != "" && (m == nil || strings.TrimSpace(m[1]) != status) {
+		t.Errorf("bounce Status %v, want %s:\n%s", m, status, bounce)
+	}
+	if !strings.Contains(bounce, "Action: failed\r\n") {
+		t.Errorf("bounce lacks Action: failed")
+	}
+}
+
+// attemptTimes polls the envelope of the only queued message and records
+// when its attempt count went up, until it reaches n or d passes.
+func attemptTimes(t *testing.T, b *testnet.Box, n int, d time.Duration) []time.Time {
+	t.Helper()
+	var times []time.Time
+	last := 0
+	testnet.WaitFor(d, func() bool {
+		envs := envelopes(t, b)
+		if len(envs) != 1 {
+			return false
+		}
+		a := envs[0].Recipients[0].Attempts
+		for ; last < a; last++ {
+			times = append(times, envs[0].Recipients[0].LastTry)
+		}
+		return a >= n
+	})
+	return times
+}
+
+// Acceptance 3a: a server answering 451 is retried on the schedule, and
+// the mail goes once it accepts (here after "queue flush").
+func TestDeliveryRetriesOn451(t *testing.T) {
+	o := newOutLAN(t, func(b *testnet.Box) {
+		b.CLI("config", "set", "delivery.retry_schedule", "1s,2s,3s,1h")
+	})
+	// Both MX hosts answer every RCPT with 451.
+	sink1 := o.mx1.StartSink(25, "-r", "rcpt", "-b", "451 4.3.0 Try again later")
+	sink2 := o.mx2.StartSink(25, "-r", "rcpt", "-b", "451 4.3.0 Try again later")
+	o.start()
+	start := time.Now()
+	token := o.submit(t, "x@remote.test")
+	times := attemptTimes(t, o.box, 4, 20*time.Second)
+	if len(times) < 4 {
+		t.Fatalf("only %d attempts after %v:\n%s", len(times), time.Since(start), o.box.CLI("queue", "list"))
+	}
+	// Waits of 1s, 2s, 3s between the attempts (the schedule).
+	for i, want := range []time.Duration{time.Second, 2 * time.Second, 3 * time.Second} {
+		gap := times[i+1].Sub(times[i])
+		if gap < want-100*time.Millisecond || gap > want+time.Second {
+			t.Errorf("wait before attempt %d was %v, want %v (schedule)", i+2, gap, want)
+		}
+	}
+	list := o.box.CLI("queue", "list")
+	if !strings.Contains(list, "attempts 4") || !strings.Contains(list, "451 4.3.0 Try again later") {
+		t.Errorf("queue list does not show the attempts and last error:\n%s", list)
+	}
+	// The next wait is an hour: nothing happens by itself.
+	time.Sleep(2 * time.Second)
+	if envs := envelopes(t, o.box); len(envs) != 1 || envs[0].Recipients[0].Attempts != 4 {
+		t.Fatalf("attempts went on beyond the schedule")
+	}
+	if n := len(o.box.MaildirText("bob")); n != 0 {
+		t.Errorf("a temporary failure sent %d notices to the sender", n)
+	}
+	sink2.Restart()
+	_ = sink1
+	out := o.box.CLI("queue", "flush", "remote.test")
+	if !strings.Contains(out, "asked the running server") {
+		t.Errorf("queue flush: %s", out)
+	}
+	if !testnet.WaitFor(10*time.Second, func() bool { return len(containing(sink2.Messages(), token)) == 1 }) {
+		t.Fatalf("not delivered after the server recovered and a flush:\n%s", o.box.CLI("queue", "list"))
+	}
+	waitQueueEmpty(t, o.box, 5*time.Second)
+}
+
+// Acceptance 3b: a real Postfix refuses one of three recipients with 550:
+// the other two are delivered in one transaction, and one bounce names
+// only the refused one.
+func TestDeliveryOneRecipientRefused(t *testing.T) {
+	o := newOutLAN(t)
+	pf := testnet.StartPostfix(t, o.mx2, 25, []string{"remote.test"}, nil,
+		"smtpd_recipient_restrictions = check_recipient_access inline:{ { bad@remote.test = 550 5.1.1 No such user here } }, reject_unauth_destination")
+	o.start()
+	token := o.submit(t, "good1@remote.test", "bad@remote.test", "good2@remote.test")
+	var bounce string
+	if !testnet.WaitFor(20*time.Second, func() bool {
+		m := containing(o.box.MaildirText("bob"), token)
+		if len(m) > 0 {
+			bounce = m[0]
+		}
+		return len(m) > 0 && len(containing(pf.Delivered(""), token)) >= 2
+	}) {
+		t.Fatalf("no bounce, or not delivered to the others:\n%s\n%s", o.box.CLI("queue", "list"), pf.Log())
+	}
+	checkBounce(t, bounce, token, []string{"bad@remote.test"}, "5.1.1")
+	if !strings.Contains(bounce, "Diagnostic-Code: smtp; 550 5.1.1") || !strings.Contains(bounce, "Remote-MTA: dns; mx2.remote.test") {
+		t.Errorf("bounce lacks the remote reply:\n%s", bounce)
+	}
+	for _, a := range []string{"good1@remote.test", "good2@remote.test"} {
+		if n := len(containing(pf.Delivered(a), token)); n != 1 {
+			t.Errorf("%s got %d copies, want 1", a, n)
+		}
+	}
+	time.Sleep(time.Second)
+	if n := len(containing(o.box.MaildirText("bob"), token)); n != 1 {
+		t.Errorf("bob got %d bounces, want 1", n)
+	}
+	// One transaction for the three recipients (Postfix logs nrcpt).
+	if !strings.Contains(pf.Log(), "nrcpt=2") {
+		t.Errorf("the two accepted recipients did not share one transaction:\n%s", pf.Log())
+	}
+	// The postmaster copy is off by default.
+	if n := len(containing(o.box.MaildirText("alice"), token)); n != 0 {
+		t.Errorf("postmaster got %d copies with postmaster_copy off", n)
+	}
+	waitQueueEmpty(t, o.box, 5*time.Second)
+}
+
+var queueID = regexp.MustCompile(`by mail\.example\.test \(Concierge\) with E?SMTP\S* id (\S+)`)
+
+// Acceptance 4: kill -9 in the middle of delivering 500 messages, then a
+// restart: every message arrives at least once.
+func TestDeliverySurvivesKill(t *testing.T) {
+	o := newOutLAN(t, func(b *testnet.Box) {
+		b.CLI("relay", "add", outNet+".10/32")
+		b.CLI("config", "set", "delivery.max_connections_per_domain", "20")
+	})
+	// A slow receiver (1s before each DATA reply) keeps delivery going
+	// long enough to kill it in the middle.
+	sink := o.mx2.StartSink(25, "-w", "1")
+	o.start()
+	const n = 500
+	out, err := o.client.Output("smtp-source", "-m", fmt.Sprint(n), "-s", "10", "-l", "2000",
+		"-f", "bob@example.test", "-t", "x@remote.test", boxIP+":25")
+	if err != nil {
+		t.Fatalf("smtp-source: %v\n%s", err, out)
+	}
+	if !testnet.WaitFor(60*time.Second, func() bool { return sink.Count() >= 60 }) {
+		t.Fatalf("delivery did not start: %d", sink.Count())
+	}
+	o.box.Kill()
+	before := sink.Count()
+	queued := len(envelopes(t, o.box))
+	t.Logf("killed with %d delivered, %d queued", before, queued)
+	if queued == 0 || queued == n {
+		t.Fatalf("kill was not in the middle of delivery (%d queued)", queued)
+	}
+	o.box.Start(587)
+	ids := map[string]int{}
+	ok := testnet.WaitFor(120*time.Second, func() bool {
+		clear(ids)
+		for _, m := range sink.Messages() {
+			if id := queueID.FindStringSubmatch(m); id != nil {
+				ids[id[1]]++
+			}
+		}
+		return len(ids) >= n
+	})
+	if !ok {
+		t.Fatalf("%d distinct messages arrived, want %d:\n%s", len(ids), n, o.box.CLI("queue", "list"))
+	}
+	dup := sink.Count() - len(ids)
+	t.Logf("%d messages arrived, %d transactions (%d duplicates from the kill)", len(ids), sink.Count(), dup)
+	waitQueueEmpty(t, o.box, 20*time.Second)
+}
+
+// Acceptance 5: smarthost mode through a real Postfix that requires AUTH
+// over TLS; no MX lookups happen (the box has no working DNS).
+func TestDeliverySmarthost(t *testing.T) {
+	testnet.Require(t, "dovecot", "openssl")
+	o := newOutLAN(t)
+	o.box.SetResolver("10.77.99.99")
+	isp := o.lan.AddHost("isp", 30)
+	dir := t.TempDir()
+	cert, key := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if out, err := exec.Command("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+		"-keyout", key, "-out", cert, "-subj", "/CN="+ispIP, "-addext", "subjectAltName=IP:"+ispIP).CombinedOutput(); err != nil {
+		t.Fatalf("openssl: %v\n%s", err, out)
+	}
+	// Postfix reads the key as root at start; the box reads the cert.
+	auth := testnet.StartDovecotAuth(t, isp, map[string]string{"office": "isp secret"})
+	pf := testnet.StartPostfix(t, isp, 587, []string{"remote.test", "faraway.test"}, nil,
+		"smtpd_tls_cert_file = "+cert, "smtpd_tls_key_file = "+key, "smtpd_tls_security_level = may",
+		"smtpd_tls_auth_only = yes", "smtpd_sasl_auth_enable = yes", "smtpd_sasl_type = dovecot",
+		"smtpd_sasl_path = "+auth,
+		"smtpd_relay_restrictions = permit_sasl_authenticated, reject",
+		"smtpd_recipient_restrictions = permit_sasl_authenticated, reject")
+	b := o.box
+	b.CLI("config", "set", "delivery.smarthost", ispIP+":587")
+	b.CLI("config", "set", "delivery.smarthost_user", "office")
+	b.CLI("config", "set", "delivery.smarthost_password", "isp secret")
+	b.CLI("config", "set", "delivery.smarthost_ca_file", cert)
+	o.start()
+	token := o.submit(t, "x@remote.test", "y@faraway.test")
+	if !testnet.WaitFor(20*time.Second, func() bool { return len(containing(pf.Delivered(""), token)) == 2 }) {
+		t.Fatalf("not delivered through the smarthost:\n%s\n%s", b.CLI("queue", "list"), pf.Log())
+	}
+	msg := containing(pf.Delivered("x@remote.test"), token)
+	if len(msg) != 1 || !strings.Contains(msg[0], "with ESMTPSA") {
+		t.Errorf("the smarthost did not receive it over TLS with AUTH:\n%s", msg)
+	}
+	if !strings.Contains(pf.Log(), "sasl_username=office") {
+		t.Errorf("no SASL login in the smarthost's log:\n%s", pf.Log())
+	}
+	waitQueueEmpty(t, b, 5*time.Second)
+
+	// A wrong password keeps the mail queued (temporary), with the reason.
+	b.CLI("config", "set", "delivery.smarthost_password", "wrong")
+	time.Sleep(1500 * time.Millisecond) // the server reloads its settings
+	token = o.submit(t, "z@remote.test")
+	if !testnet.WaitFor(10*time.Second, func() bool {
+		envs := envelopes(t, b)
+		return len(envs) == 1 && envs[0].Recipients[0].Attempts >= 1
+	}) {
+		t.Fatalf("no failed attempt recorded:\n%s", b.CLI("queue", "list"))
+	}
+	if list := b.CLI("queue", "list"); !strings.Contains(list, "535") {
+		t.Errorf("queue list does not show the refused login:\n%s", list)
+	}
+	if n := len(containing(b.MaildirText("bob"), token)); n != 0 {
+		t.Errorf("a refused smarthost login bounced the mail")
+	}
+}

@@ -1,0 +1,86 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync"
+	"testing"
+	"time"
+)
+
+// tempErr is a temporary failure as a Sender reports it.
+type tempErr struct{}
+
+func (tempErr) Error() string   { return "451 4.3.0 try later" }
+func (tempErr) Permanent() bool { return false }
+
+// scripted answers each Send with the next result of its script and
+// records when it was called.
+type scripted struct {
+	mu     sync.Mutex
+	calls  []time.Time
+	script []error
+}
+
+func (s *scripted) Send(ctx context.Context, domain, from string, rcpts []string, body *io.SectionReader) []error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls = append(s.calls, time.Now())
+	var err error
+	if len(s.script) > 0 {
+		err, s.script = s.script[0], s.script[1:]
+	}
+	out := make([]error, len(rcpts))
+	for i := range out {
+		out[i] = err
+	}
+	return out
+}
+
+func (s *scripted) n() int { s.mu.Lock(); defer s.mu.Unlock(); return len(s.calls) }
+
+func enqueue(t *testing.T, q *Queue, env *Envelope) {
+	t.Helper()
+	if err := writeTestMessage(q, env); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRunnerRetriesOnSchedule(t *testing.T) {
+	q, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &scripted{script: []error{tempErr{}, tempErr{}, tempErr{}, nil}}
+	set := DefaultSettings()
+	set.Schedule = []time.Duration{200 * time.Millisecond, 400 * time.Millisecond}
+	var notices []Notice
+	r := NewRunner(q, s, func(ctx context.Context, n Notice) error { notices = append(notices, n); return nil }, set, nil)
+	enqueue(t, q, &Envelope{ID: "m1", From: "a@x.test", Recipients: []Recipient{{Addr: "b@y.test", State: Pending}}, Received: time.Now()})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if ids, _ := q.List(); len(ids) == 0 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	if s.n() != 4 {
+		t.Fatalf("%d attempts, want 4", s.n())
+	}
+	for i, want := range []time.Duration{200, 400, 400} {
+		gap := s.calls[i+1].Sub(s.calls[i])
+		if gap < want*time.Millisecond || gap > want*time.Millisecond+150*time.Millisecond {
+			t.Errorf("gap %d = %v, want %vms", i, gap, want)
+		}
+	}
+	if len(notices) != 0 {
+		t.Errorf("notices: %v", notices)
+	}
+	_ = errors.New
+}
