@@ -66,10 +66,12 @@ func (c *counter) result() (int64, bool) {
 	return size, clean
 }
 
-// sizeKey identifies one version of a file. Maildir files never change
-// once delivered, so the canonical size of a file is computed once per
-// process (files are read at every Lock otherwise).
+// sizeKey identifies one file. Maildir files never change once
+// delivered, so the canonical size of a file is computed once per process
+// (files are read at every Lock otherwise). The unique name is part of the
+// key because an inode number may be reused within one timestamp tick.
 type sizeKey struct {
+	uid      string
 	dev, ino uint64
 	size     int64
 	mtime    int64
@@ -92,7 +94,7 @@ func sizeOf(path string, fi fs.FileInfo) (int64, bool, error) {
 	var key sizeKey
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if ok {
-		key = sizeKey{dev: uint64(st.Dev), ino: st.Ino, size: fi.Size(), mtime: fi.ModTime().UnixNano()}
+		key = sizeKey{uid: UID(fi.Name()), dev: uint64(st.Dev), ino: st.Ino, size: fi.Size(), mtime: fi.ModTime().UnixNano()}
 		sizeCache.Lock()
 		v, hit := sizeCache.m[key]
 		sizeCache.Unlock()
