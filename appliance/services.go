@@ -5,5 +5,6 @@ func newServices(env *Env) []Service {
 	return []Service{
 		newSMTPService(env),
 		newDeliveryService(env),
+		newPOP3Service(env),
 	}
 }

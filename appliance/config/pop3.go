@@ -1,16 +1,30 @@
 package config
 
+import "time"
+
 // POP3 holds the POP3 server's settings.
 type POP3 struct {
 	Listen    string `json:"listen"`     // port 110, STLS
 	ListenTLS string `json:"tls_listen"` // port 995, implicit TLS
 	// TrustedNetworks may log in without TLS (CIDRs). Default: none.
 	TrustedNetworks []string `json:"trusted_networks"`
+	// IdleTimeout is the autologout timer (RFC 1939 3: at least 10
+	// minutes).
+	IdleTimeout Duration `json:"idle_timeout"`
+	// MaxConnections overall and per client address.
+	MaxConnections      int `json:"max_connections"`
+	MaxConnectionsPerIP int `json:"max_connections_per_ip"`
 }
 
 // DefaultPOP3 returns the POP3 defaults.
 func DefaultPOP3() POP3 {
-	return POP3{Listen: ":110", ListenTLS: ":995"}
+	return POP3{
+		Listen:              ":110",
+		ListenTLS:           ":995",
+		IdleTimeout:         Duration(10 * time.Minute),
+		MaxConnections:      200,
+		MaxConnectionsPerIP: 20,
+	}
 }
 
 func (s *POP3) validate(p string) Errors {
@@ -24,6 +38,15 @@ func (s *POP3) validate(p string) Errors {
 		if _, err := parseCIDR(n); err != nil {
 			errs = append(errs, fieldErr(p+".trusted_networks["+itoa(i)+"]", "%v", err))
 		}
+	}
+	if s.IdleTimeout.D() < 10*time.Minute || s.IdleTimeout.D() > 24*time.Hour {
+		errs = append(errs, fieldErr(p+".idle_timeout", "must be between 10m (RFC 1939) and 24h, not %s", s.IdleTimeout))
+	}
+	if s.MaxConnections < 1 {
+		errs = append(errs, fieldErr(p+".max_connections", "must be at least 1"))
+	}
+	if s.MaxConnectionsPerIP < 1 {
+		errs = append(errs, fieldErr(p+".max_connections_per_ip", "must be at least 1"))
 	}
 	return errs
 }
