@@ -10,25 +10,25 @@ type Kind uint8
 
 // The packets, with their RFC 1002 section.
 const (
-	KindUnknown                   Kind = iota // not a well-formed 4.2 packet
-	KindRegistrationRequest                   // 4.2.2 (B set: broadcast, else to the NBNS)
-	KindOverwriteDemand                       // 4.2.3 (RD clear)
-	KindRefreshRequest                        // 4.2.4
-	KindMultiHomedRequest                     // Windows multi-homed registration (opcode 0xF)
-	KindPositiveRegistration                  // 4.2.5
-	KindNegativeRegistration                  // 4.2.6
-	KindEndNodeChallenge                      // 4.2.7
-	KindConflictDemand                        // 4.2.8
-	KindReleaseRequest                        // 4.2.9
-	KindPositiveRelease                       // 4.2.10
-	KindNegativeRelease                       // 4.2.11
-	KindQueryRequest                          // 4.2.12
-	KindPositiveQuery                         // 4.2.13
-	KindNegativeQuery                         // 4.2.14
-	KindRedirectQuery                         // 4.2.15
-	KindWACK                                  // 4.2.16
-	KindNodeStatusRequest                     // 4.2.17
-	KindNodeStatusResponse                    // 4.2.18
+	KindUnknown              Kind = iota // not a well-formed 4.2 packet
+	KindRegistrationRequest              // 4.2.2 (B set: broadcast, else to the NBNS)
+	KindOverwriteDemand                  // 4.2.3 (RD clear)
+	KindRefreshRequest                   // 4.2.4
+	KindMultiHomedRequest                // Windows multi-homed registration (opcode 0xF)
+	KindPositiveRegistration             // 4.2.5
+	KindNegativeRegistration             // 4.2.6
+	KindEndNodeChallenge                 // 4.2.7
+	KindConflictDemand                   // 4.2.8
+	KindReleaseRequest                   // 4.2.9
+	KindPositiveRelease                  // 4.2.10
+	KindNegativeRelease                  // 4.2.11
+	KindQueryRequest                     // 4.2.12
+	KindPositiveQuery                    // 4.2.13
+	KindNegativeQuery                    // 4.2.14
+	KindRedirectQuery                    // 4.2.15
+	KindWACK                             // 4.2.16
+	KindNodeStatusRequest                // 4.2.17
+	KindNodeStatusResponse               // 4.2.18
 	kindCount
 )
 
