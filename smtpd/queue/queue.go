@@ -116,7 +116,7 @@ func (q *Queue) Stage(env *Envelope) (string, error) {
 
 // Save rewrites an envelope durably (after a delivery attempt).
 func (q *Queue) Save(env *Envelope) error {
-	b, err := json.MarshalIndent(env, "", " ")
+	b, err := json.Marshal(env) // the same form as Stage writes
 	if err != nil {
 		return err
 	}
