@@ -1,0 +1,443 @@
+package nameservice
+
+import (
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"concierge/nbt/wire"
+)
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// respond is how an answer goes back: a datagram to the source, or a
+// framed message on the TCP connection.
+type respond func(b []byte) error
+
+// readLoop reads datagrams from one interface's socket.
+func (s *Server) readLoop(l *link) {
+	defer s.wg.Done()
+	buf := make([]byte, wire.MaxUDP+1)
+	for {
+		n, src, bcast, err := l.read(buf)
+		if err != nil {
+			if s.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			s.log.Warn("nbt: read", "interface", l.ifc.Name, "err", err)
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		if n > wire.MaxUDP || !src.IsValid() {
+			s.stats.malformed.Add(1)
+			continue
+		}
+		s.handle(l, src, bcast, buf[:n], func(b []byte) error { return l.send(b, src) })
+	}
+}
+
+// handle processes one message from src that arrived on l.
+func (s *Server) handle(l *link, src netip.AddrPort, bcast bool, msg []byte, out respond) {
+	a := src.Addr()
+	if s.isOwnAddr(a) && src.Port() == uint16(l.port) {
+		return // our own broadcast, looped back
+	}
+	if !s.cfg.AllowRemote && !l.ifc.OnLAN(a) {
+		s.stats.remote.Add(1)
+		return
+	}
+	now := time.Now()
+	if !s.rate.allow(a, now) {
+		s.stats.rateLimited.Add(1)
+		return
+	}
+	p, err := wire.Parse(msg)
+	if err != nil {
+		s.stats.malformed.Add(1)
+		s.log.Debug("nbt: malformed packet dropped", "src", src, "err", err)
+		return
+	}
+	k := p.Kind()
+	s.stats.rxOpcode[p.Opcode&0xf].Add(1)
+	s.stats.rxKind[k].Add(1)
+	if k == wire.KindUnknown {
+		s.stats.malformed.Add(1)
+		s.log.Debug("nbt: malformed packet dropped", "src", src, "opcode", p.Opcode, "response", p.Response)
+		return
+	}
+	bcast = bcast || p.Has(wire.FlagB)
+	if p.Response {
+		if !s.deliver(p, src) {
+			s.onUnsolicited(p, k, src)
+		}
+		return
+	}
+	switch k {
+	case wire.KindQueryRequest:
+		s.query(l, p, bcast, now, out)
+	case wire.KindNodeStatusRequest:
+		s.status(l, p, bcast, out)
+	case wire.KindRegistrationRequest, wire.KindRefreshRequest, wire.KindMultiHomedRequest:
+		if bcast {
+			s.defend(l, p, src, out)
+			return
+		}
+		s.register(l, p, src, now, out)
+	case wire.KindOverwriteDemand:
+		if o := s.findOwn(p.Questions[0].Name); o != nil && !o.group && o.state.Load() == stateActive {
+			s.log.Warn("nbt: another node demands one of our names", "name", o.name.String(), "node", a)
+		}
+		s.stats.ignored.Add(1)
+	case wire.KindReleaseRequest:
+		if bcast {
+			s.stats.ignored.Add(1) // B-nodes keep no cache: nothing to forget
+			return
+		}
+		s.release(p, src, now, out)
+	default:
+		s.stats.ignored.Add(1)
+	}
+}
+
+// onUnsolicited handles responses nobody waits for: a conflict demand for
+// one of our names (RFC 1002 5.1.1.6) is obeyed, anything else ignored.
+func (s *Server) onUnsolicited(p *wire.Packet, k wire.Kind, src netip.AddrPort) {
+	if k != wire.KindConflictDemand {
+		s.stats.ignored.Add(1)
+		return
+	}
+	o := s.findOwn(p.Answers[0].Name)
+	if o == nil || o.group || !o.state.CompareAndSwap(stateActive, stateConflict) {
+		s.stats.ignored.Add(1)
+		return
+	}
+	o.mu.Lock()
+	o.conflictWith = src.Addr().String()
+	o.mu.Unlock()
+	s.log.Error("nbt: NetBIOS name conflict demanded; no longer answering for the name", "name", o.name.String(), "from", src.Addr())
+}
+
+func (s *Server) send(p *wire.Packet, out respond) {
+	bp := bufPool.Get().(*[]byte)
+	b, err := p.Append((*bp)[:0])
+	if err == nil {
+		err = out(b)
+	}
+	*bp = b
+	bufPool.Put(bp)
+	if err != nil {
+		s.stats.sendErrors.Add(1)
+		s.log.Debug("nbt: send", "packet", p.String(), "err", err)
+		return
+	}
+	s.stats.txKind[p.Kind()].Add(1)
+	s.stats.txRcode[p.Rcode&0xf].Add(1)
+}
+
+// sendPacket sends one of our own requests on a link.
+func (s *Server) sendPacket(l *link, p *wire.Packet, dst netip.AddrPort) {
+	s.send(p, func(b []byte) error { return l.send(b, dst) })
+}
+
+// query answers a NAME QUERY REQUEST (RFC 1002 5.1.1.3 for our names,
+// 5.1.4.3 as NBNS). Broadcast queries are answered only for our own names
+// and never negatively.
+func (s *Server) query(l *link, p *wire.Packet, bcast bool, now time.Time, out respond) {
+	n := p.Questions[0].Name
+	ttl := ttlSeconds(s.cfg.NameTTL)
+	if o := s.findOwn(n); o != nil && o.state.Load() == stateActive {
+		es := []wire.NB{{Flags: o.flags(), Addr: l.ifc.Addr}}
+		if o.group && !bcast && s.cfg.WINS {
+			if more, _, ok := s.table.lookup(n, now); ok {
+				for _, e := range more {
+					if e.Addr != l.ifc.Addr && len(es) < maxGroupMembers {
+						es = append(es, e)
+					}
+				}
+			}
+		}
+		s.send(wire.NewPositiveQuery(p, ttl, !bcast && s.cfg.WINS, es...), out)
+		return
+	}
+	if bcast {
+		return
+	}
+	if s.cfg.WINS {
+		if es, left, ok := s.table.lookup(n, now); ok {
+			s.send(wire.NewPositiveQuery(p, left, true, es...), out)
+			return
+		}
+	}
+	s.send(wire.NewNegativeQuery(p, wire.RcodeNamErr, s.cfg.WINS), out)
+}
+
+// status answers a NODE STATUS REQUEST for "*" or one of our names, sent
+// to us directly; broadcast ones are ignored.
+func (s *Server) status(l *link, p *wire.Packet, bcast bool, out respond) {
+	n := p.Questions[0].Name
+	if bcast || (n.Label != wire.Wildcard.Label && s.findOwn(n) == nil && n.Base() != s.own[0].name.Base()) {
+		s.stats.ignored.Add(1)
+		return
+	}
+	r, err := wire.NewNodeStatusResponse(p, s.nodeStatus(l))
+	if err != nil {
+		return
+	}
+	s.send(r, out)
+}
+
+// defend answers a broadcast registration of one of our names by another
+// node with a NEGATIVE NAME REGISTRATION RESPONSE, ACT_ERR (RFC 1001
+// 15.1.2.1): unique names always, group names against a unique claim.
+func (s *Server) defend(l *link, p *wire.Packet, src netip.AddrPort, out respond) {
+	n := p.Questions[0].Name
+	o := s.findOwn(n)
+	if o == nil || o.state.Load() != stateActive {
+		s.stats.ignored.Add(1)
+		return
+	}
+	es, _ := wire.ParseNB(p.Additional[0].Data)
+	if o.group && es[0].Group() {
+		return
+	}
+	s.log.Warn("nbt: defending our name against a registration", "name", n.String(), "node", src.Addr())
+	s.send(wire.NewRegistrationResponse(p, wire.RcodeActErr, 0), out)
+}
+
+// register handles a registration, refresh or multi-homed registration
+// sent to us as NBNS (RFC 1001 15.2.2, RFC 1002 5.1.4.1).
+func (s *Server) register(l *link, p *wire.Packet, src netip.AddrPort, now time.Time, out respond) {
+	if !s.cfg.WINS {
+		s.stats.ignored.Add(1)
+		return
+	}
+	n := p.Questions[0].Name
+	rr := p.Additional[0]
+	es, _ := wire.ParseNB(rr.Data)
+	e := es[0]
+	if e.Addr != src.Addr() || (!s.cfg.AllowRemote && !l.ifc.OnLAN(e.Addr)) {
+		s.send(wire.NewRegistrationResponse(p, wire.RcodeRfsErr, 0), out)
+		return
+	}
+	if o := s.findOwn(n); o != nil && !(o.group && e.Group()) && o.state.Load() == stateActive {
+		s.send(wire.NewRegistrationResponse(p, wire.RcodeActErr, 0), out)
+		return
+	}
+	ttl := s.table.grant(rr.TTL)
+	res, cur := s.table.register(n, e.Group(), e.Addr, e.Flags, ttl, now)
+	switch res {
+	case regDone:
+		s.log.Debug("nbt: WINS registration", "name", n.String(), "addr", e.Addr, "group", e.Group(), "ttl", ttl)
+		s.send(wire.NewRegistrationResponse(p, wire.RcodeOK, ttlSeconds(ttl)), out)
+	case regRefused:
+		s.send(wire.NewRegistrationResponse(p, wire.RcodeActErr, 0), out)
+	case regFull:
+		s.send(wire.NewRegistrationResponse(p, wire.RcodeSrvErr, 0), out)
+	case regConflict:
+		s.challengeOwner(l, p, n, e, cur, ttl, out)
+	}
+}
+
+// challengeOwner answers a conflicting unique registration with a WACK,
+// then queries the current owner (RFC 1001 15.2.2.2): if it still answers
+// for the name the registration is refused, otherwise it succeeds.
+func (s *Server) challengeOwner(l *link, p *wire.Packet, n wire.Name, e wire.NB, cur netip.Addr, ttl time.Duration, out respond) {
+	wait := s.cfg.ChallengeTimeout*time.Duration(s.cfg.ChallengeTries) + time.Second
+	k := key(n)
+	s.mu.Lock()
+	busy := s.challenge[k]
+	full := len(s.challenge) >= maxChallenges
+	if !busy && !full {
+		s.challenge[k] = true
+	}
+	s.mu.Unlock()
+	if full && !busy {
+		s.send(wire.NewRegistrationResponse(p, wire.RcodeSrvErr, 0), out)
+		return
+	}
+	s.send(wire.NewWACK(p, ttlSeconds(wait)), out)
+	if busy {
+		return // the retransmission gets a WACK; the first one its answer
+	}
+	// p's records alias the read buffer, which the next datagram reuses.
+	pc := *p
+	pc.Additional = []wire.Resource{p.Additional[0]}
+	pc.Additional[0].Data = append([]byte(nil), p.Additional[0].Data...)
+	p = &pc
+	s.log.Info("nbt: WINS registration conflicts; challenging the owner", "name", n.String(), "owner", cur, "requester", e.Addr)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer func() { s.mu.Lock(); delete(s.challenge, k); s.mu.Unlock() }()
+		alive := s.ask(l, n, cur)
+		if s.ctx.Err() != nil {
+			return
+		}
+		if alive {
+			s.log.Info("nbt: owner defends the name; registration refused", "name", n.String(), "owner", cur, "requester", e.Addr)
+			s.send(wire.NewRegistrationResponse(p, wire.RcodeActErr, 0), out)
+			return
+		}
+		s.log.Info("nbt: owner is gone; name registered to the new node", "name", n.String(), "old", cur, "new", e.Addr)
+		s.table.replace(n, e.Addr, e.Flags, ttl, time.Now())
+		s.send(wire.NewRegistrationResponse(p, wire.RcodeOK, ttlSeconds(ttl)), out)
+	}()
+}
+
+// ask queries owner for n, unicast and without recursion, and reports
+// whether it answered positively.
+func (s *Server) ask(l *link, n wire.Name, owner netip.Addr) bool {
+	ch := make(chan reply, 4)
+	id := s.newID(ch)
+	defer s.dropID(id)
+	dst := netipAddrPort(owner, l.port)
+	for range s.cfg.ChallengeTries {
+		s.sendPacket(l, wire.NewQuery(id, n, false, false), dst)
+		t := time.NewTimer(s.cfg.ChallengeTimeout)
+	wait:
+		for {
+			select {
+			case <-s.ctx.Done():
+				t.Stop()
+				return true
+			case r := <-ch:
+				if r.src.Addr() != owner {
+					continue
+				}
+				t.Stop()
+				return r.p.Kind() == wire.KindPositiveQuery
+			case <-t.C:
+				break wait
+			}
+		}
+	}
+	return false
+}
+
+// release handles a NAME RELEASE REQUEST sent to us as NBNS (RFC 1001
+// 15.2.3): only an owner may release its address.
+func (s *Server) release(p *wire.Packet, src netip.AddrPort, now time.Time, out respond) {
+	if !s.cfg.WINS {
+		s.stats.ignored.Add(1)
+		return
+	}
+	n := p.Questions[0].Name
+	es, _ := wire.ParseNB(p.Additional[0].Data)
+	if es[0].Addr != src.Addr() {
+		s.send(wire.NewReleaseResponse(p, wire.RcodeRfsErr), out)
+		return
+	}
+	if o := s.findOwn(n); o != nil && !o.group {
+		s.send(wire.NewReleaseResponse(p, wire.RcodeActErr), out)
+		return
+	}
+	if !s.table.release(n, es[0].Addr, now) {
+		s.send(wire.NewReleaseResponse(p, wire.RcodeActErr), out)
+		return
+	}
+	s.log.Debug("nbt: WINS release", "name", n.String(), "addr", es[0].Addr)
+	s.send(wire.NewReleaseResponse(p, wire.RcodeOK), out)
+}
+
+// acceptLoop serves 137/tcp on one interface: each message is a 2-byte
+// length and a name service packet (RFC 1002 4.2.1).
+func (s *Server) acceptLoop(l *link) {
+	defer s.wg.Done()
+	for {
+		c, err := l.tcp.Accept()
+		if err != nil {
+			if s.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		src := tcpAddrPort(c.RemoteAddr())
+		s.mu.Lock()
+		ok := s.tcpTotal < s.cfg.MaxTCPConns && s.tcpConns[src.Addr()] < maxTCPPerSource
+		if ok {
+			s.tcpTotal++
+			s.tcpConns[src.Addr()]++
+		}
+		s.mu.Unlock()
+		if !ok {
+			c.Close()
+			continue
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer func() {
+				s.mu.Lock()
+				s.tcpTotal--
+				if s.tcpConns[src.Addr()]--; s.tcpConns[src.Addr()] <= 0 {
+					delete(s.tcpConns, src.Addr())
+				}
+				s.mu.Unlock()
+			}()
+			s.serveTCP(l, c, src)
+		}()
+	}
+}
+
+func (s *Server) serveTCP(l *link, c net.Conn, src netip.AddrPort) {
+	defer c.Close()
+	stop := closeOnStop(s, c)
+	defer stop()
+	var wmu sync.Mutex
+	out := func(b []byte) error {
+		wmu.Lock()
+		defer wmu.Unlock()
+		c.SetWriteDeadline(time.Now().Add(s.cfg.TCPIdle))
+		var hdr [2]byte
+		binary.BigEndian.PutUint16(hdr[:], uint16(len(b)))
+		_, err := (&net.Buffers{hdr[:], b}).WriteTo(c)
+		return err
+	}
+	buf := make([]byte, wire.MaxTCP)
+	for {
+		c.SetReadDeadline(time.Now().Add(s.cfg.TCPIdle))
+		var hdr [2]byte
+		if _, err := io.ReadFull(c, hdr[:]); err != nil {
+			return
+		}
+		n := int(binary.BigEndian.Uint16(hdr[:]))
+		if n == 0 || n > wire.MaxTCP {
+			s.stats.malformed.Add(1)
+			return
+		}
+		if _, err := io.ReadFull(c, buf[:n]); err != nil {
+			return
+		}
+		// Each message gets its own copy: a challenge answers later.
+		msg := append([]byte(nil), buf[:n]...)
+		s.handle(l, src, false, msg, out)
+	}
+}
+
+// closeOnStop closes c when the server stops.
+func closeOnStop(s *Server, c net.Conn) func() {
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-s.ctx.Done():
+			c.Close()
+		case <-done:
+		}
+	}()
+	return func() { close(done) }
+}
+
+func tcpAddrPort(a net.Addr) netip.AddrPort {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		ap := ta.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	return netip.AddrPort{}
+}
+
+func netipAddrPort(a netip.Addr, port int) netip.AddrPort { return netip.AddrPortFrom(a, uint16(port)) }

@@ -1,0 +1,98 @@
+package nameservice
+
+import (
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"concierge/nbt/wire"
+)
+
+// limiter is a token bucket per source address, in shards so readers on
+// several sockets rarely wait for each other. The number of addresses is
+// bounded; when a shard is full its idle buckets are dropped.
+type limiter struct {
+	rate, burst float64
+	off         bool
+	shards      [16]struct {
+		mu sync.Mutex
+		m  map[netip.Addr]*bucket
+	}
+}
+
+type bucket struct {
+	tokens float64
+	last   time.Time
+}
+
+func newLimiter(rate, burst int) *limiter {
+	l := &limiter{rate: float64(rate), burst: float64(burst), off: rate < 0}
+	for i := range l.shards {
+		l.shards[i].m = map[netip.Addr]*bucket{}
+	}
+	return l
+}
+
+func (l *limiter) allow(a netip.Addr, now time.Time) bool {
+	if l.off {
+		return true
+	}
+	b4 := a.As4()
+	sh := &l.shards[b4[3]&15]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	b := sh.m[a]
+	if b == nil {
+		if len(sh.m) >= maxRateSources/len(l.shards) {
+			l.prune(sh.m, now)
+		}
+		b = &bucket{tokens: l.burst, last: now}
+		sh.m[a] = b
+	}
+	b.tokens = min(l.burst, b.tokens+now.Sub(b.last).Seconds()*l.rate)
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
+
+// prune drops buckets that have refilled; if none has, it drops all.
+func (l *limiter) prune(m map[netip.Addr]*bucket, now time.Time) {
+	for a, b := range m {
+		if b.tokens+now.Sub(b.last).Seconds()*l.rate >= l.burst {
+			delete(m, a)
+		}
+	}
+	if len(m) >= maxRateSources/len(l.shards) {
+		clear(m)
+	}
+}
+
+func (l *limiter) sweep(now time.Time) {
+	for i := range l.shards {
+		sh := &l.shards[i]
+		sh.mu.Lock()
+		for a, b := range sh.m {
+			if b.tokens+now.Sub(b.last).Seconds()*l.rate >= l.burst {
+				delete(sh.m, a)
+			}
+		}
+		sh.mu.Unlock()
+	}
+}
+
+// counters are the service's statistics.
+type counters struct {
+	rxOpcode    [16]atomic.Uint64
+	rxKind      [wire.KindCount]atomic.Uint64
+	txKind      [wire.KindCount]atomic.Uint64
+	txRcode     [16]atomic.Uint64
+	malformed   atomic.Uint64
+	rateLimited atomic.Uint64
+	remote      atomic.Uint64
+	ignored     atomic.Uint64
+	sendErrors  atomic.Uint64
+}
