@@ -20,6 +20,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"concierge/internal/authlimit"
 	"concierge/internal/mailaddr"
 	"concierge/smtpd/store"
 )
@@ -75,12 +76,6 @@ type Settings struct {
 const (
 	// WriteTimeout bounds sending one reply.
 	WriteTimeout = 2 * time.Minute
-	// AuthDelayMax caps the pause after repeated failed logins.
-	AuthDelayMax = 16 * time.Second
-	// AuthFailWindow is how long failed logins are remembered.
-	AuthFailWindow = 15 * time.Minute
-	// maxFailEntries bounds the memory of failed logins.
-	maxFailEntries = 10000
 )
 
 // Server runs the SMTP listeners of the box.
@@ -98,7 +93,8 @@ type Server struct {
 	closing   bool
 	wg        sync.WaitGroup
 
-	authFails throttle
+	// AuthFails slows down password guessing per address and user.
+	AuthFails authlimit.Limiter
 
 	// Counters for the status page.
 	Accepted, Rejected, Messages atomic.Uint64
@@ -122,7 +118,6 @@ func New(st *store.Store, set *Settings, log *slog.Logger) *Server {
 		conns:     map[*frontConn]struct{}{},
 		perIP:     map[netip.Addr]int{},
 	}
-	s.authFails.m = map[string]*failEntry{}
 	s.Configure(set)
 	return s
 }
@@ -383,63 +378,3 @@ type slogLogger struct{ l *slog.Logger }
 
 func (s slogLogger) Printf(format string, v ...any) { s.l.Debug(fmt.Sprintf(format, v...)) }
 func (s slogLogger) Println(v ...any)               { s.l.Debug(fmt.Sprint(v...)) }
-
-// throttle slows down repeated failed logins per client address and per
-// user name.
-type throttle struct {
-	mu sync.Mutex
-	m  map[string]*failEntry
-}
-
-type failEntry struct {
-	n    int
-	last time.Time
-}
-
-// delay is the pause before answering a failed login for key.
-func (t *throttle) delay(keys ...string) time.Duration {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	var d time.Duration
-	for _, k := range keys {
-		e := t.m[k]
-		if e == nil || time.Since(e.last) > AuthFailWindow {
-			continue
-		}
-		if v := time.Second << min(e.n-1, 5); v > d {
-			d = v
-		}
-	}
-	return min(d, AuthDelayMax)
-}
-
-func (t *throttle) fail(keys ...string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	now := time.Now()
-	for k, e := range t.m {
-		if now.Sub(e.last) > AuthFailWindow {
-			delete(t.m, k)
-		}
-	}
-	for _, k := range keys {
-		e := t.m[k]
-		if e == nil && len(t.m) >= maxFailEntries {
-			continue // under a flood, remember what we already know
-		}
-		if e == nil {
-			e = &failEntry{}
-			t.m[k] = e
-		}
-		e.n++
-		e.last = now
-	}
-}
-
-func (t *throttle) success(keys ...string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for _, k := range keys {
-		delete(t.m, k)
-	}
-}

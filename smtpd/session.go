@@ -103,12 +103,11 @@ func (ss *session) Auth(mech string) (sasl.Server, error) {
 		keys := []string{"ip:" + ss.ip.String(), "user:" + user}
 		set := ss.s.settings.Load()
 		if set.Dir == nil || !set.Dir.Verify(user, pass) {
-			ss.s.authFails.fail(keys...)
-			time.Sleep(ss.s.authFails.delay(keys...))
+			ss.s.AuthFails.FailAndWait(keys...)
 			ss.s.Log.Info("auth failed", "remote", ss.ip.String(), "user", user, "mech", mech)
 			return errAuthFailed
 		}
-		ss.s.authFails.success("user:" + user)
+		ss.s.AuthFails.Succeed("user:" + user)
 		ss.user = user
 		ss.s.Log.Info("auth", "remote", ss.ip.String(), "user", user, "mech", mech)
 		return nil
