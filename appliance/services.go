@@ -6,5 +6,6 @@ func newServices(env *Env) []Service {
 		newSMTPService(env),
 		newDeliveryService(env),
 		newPOP3Service(env),
+		newNBTService(env),
 	}
 }

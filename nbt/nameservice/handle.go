@@ -69,7 +69,12 @@ func (s *Server) handle(l *link, src netip.AddrPort, bcast bool, msg []byte, out
 		s.log.Debug("nbt: malformed packet dropped", "src", src, "opcode", p.Opcode, "response", p.Response)
 		return
 	}
-	bcast = bcast || p.Has(wire.FlagB)
+	if l.p4 == nil {
+		// Without the destination address, the B flag has to tell.
+		// Otherwise the destination decides: nbtscan, for one, sets B
+		// on its unicast node status requests.
+		bcast = p.Has(wire.FlagB)
+	}
 	if p.Response {
 		if !s.deliver(p, src) {
 			s.onUnsolicited(p, k, src)

@@ -254,7 +254,7 @@ func (s *Server) serve(links []*link) error {
 	s.ownAddrs.Store(&m)
 	s.mu.Unlock()
 	for _, l := range links {
-		s.log.Info("nbt: listening", "interface", l.ifc.Name, "addr", l.ifc.Addr, "broadcast", l.ifc.Broadcast, "mac", l.ifc.MAC)
+		s.log.Info("nbt: listening", "interface", l.ifc.Name, "addr", l.ifc.Addr, "broadcast", l.ifc.Broadcast, "mac", l.ifc.MAC.String())
 		for range readers {
 			s.wg.Add(1)
 			go s.readLoop(l)

@@ -1,0 +1,229 @@
+package appliance
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sync"
+	"time"
+
+	"concierge/appliance/config"
+	"concierge/nbt/nameservice"
+)
+
+// nbtStatusSocket is the unix socket in the data directory where the
+// running NetBIOS service hands its status to "concierge nbt names": one
+// JSON document per connection. A socket rather than a status file, so
+// nothing is written to the flash to keep it current.
+const nbtStatusSocket = "nbt.sock"
+
+// nbtRetry is how often the service looks again for a LAN interface when
+// none was up at start.
+const nbtRetry = 5 * time.Second
+
+// nbtService runs the NetBIOS name service (nbt/nameservice).
+type nbtService struct {
+	env *Env
+
+	mu      sync.Mutex
+	cur     config.NBT
+	srv     *nameservice.Server
+	sock    net.Listener
+	stopped chan struct{} // closed by Stop; ends the retry loop
+	retry   chan struct{} // non-nil while a retry loop runs
+}
+
+func newNBTService(env *Env) Service {
+	return &nbtService{env: env, stopped: make(chan struct{})}
+}
+
+func (s *nbtService) Name() string { return "nbt" }
+
+func (s *nbtService) settings(c config.NBT) nameservice.Config {
+	return nameservice.Config{
+		Name:             c.Name,
+		Workgroup:        c.Workgroup,
+		Scope:            c.Scope,
+		Interfaces:       c.Interfaces,
+		WINS:             c.WINSServer,
+		AllowRemote:      c.AllowRemote,
+		NameTTL:          c.NameTTL.D(),
+		WINSMinTTL:       c.WINSMinTTL.D(),
+		WINSMaxTTL:       c.WINSMaxTTL.D(),
+		StateFile:        filepath.Join(s.env.DataDir, c.StateFile),
+		SaveInterval:     c.SaveInterval.D(),
+		RateLimit:        c.RateLimit,
+		RateBurst:        c.RateBurst,
+		ChallengeTimeout: c.ChallengeTimeout.D(),
+		Log:              s.env.Log.With("service", "nbt"),
+	}
+}
+
+func (s *nbtService) Start(ctx context.Context, cfg *config.Config) error {
+	if err := s.openStatus(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cur = cfg.NBT
+	return s.startLocked()
+}
+
+// startLocked starts the server for s.cur. With no LAN interface up yet
+// (and none named), it keeps looking in the background instead of failing
+// the whole box.
+func (s *nbtService) startLocked() error {
+	if !s.cur.Enabled {
+		return nil
+	}
+	srv, err := nameservice.New(s.settings(s.cur))
+	if err != nil {
+		return fmt.Errorf("nbt: %w", err)
+	}
+	err = srv.ListenAndServe()
+	if errors.Is(err, nameservice.ErrNoInterface) {
+		s.env.Log.Warn("nbt: no LAN interface with a broadcast address yet; retrying", "every", nbtRetry)
+		srv.Close()
+		if s.retry == nil {
+			s.retry = make(chan struct{})
+			go s.retryLoop(s.retry)
+		}
+		return nil
+	}
+	if err != nil {
+		srv.Close()
+		return fmt.Errorf("nbt: %w", err)
+	}
+	s.srv = srv
+	return nil
+}
+
+func (s *nbtService) retryLoop(done chan struct{}) {
+	t := time.NewTicker(nbtRetry)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopped:
+			return
+		case <-done:
+			return
+		case <-t.C:
+		}
+		s.mu.Lock()
+		if s.retry != done {
+			s.mu.Unlock()
+			return
+		}
+		if ifs, err := nameservice.Interfaces(s.cur.Interfaces); err == nil && len(ifs) > 0 {
+			s.retry = nil
+			if err := s.startLocked(); err != nil {
+				s.env.Log.Error("nbt: start", "err", err)
+			}
+			s.mu.Unlock()
+			return
+		}
+		s.mu.Unlock()
+	}
+}
+
+func (s *nbtService) Reconfigure(cfg *config.Config) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if reflect.DeepEqual(s.cur, cfg.NBT) {
+		return nil
+	}
+	// Names, interfaces and limits all live in the server: restart it.
+	// Releasing the old names first lets the new ones be claimed.
+	s.stopLocked(context.Background())
+	s.cur = cfg.NBT
+	return s.startLocked()
+}
+
+func (s *nbtService) stopLocked(ctx context.Context) error {
+	if s.retry != nil {
+		close(s.retry)
+		s.retry = nil
+	}
+	if s.srv == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	err := s.srv.Shutdown(ctx)
+	s.srv = nil
+	return err
+}
+
+func (s *nbtService) Stop(ctx context.Context) error {
+	s.mu.Lock()
+	select {
+	case <-s.stopped:
+	default:
+		close(s.stopped)
+	}
+	err := s.stopLocked(ctx)
+	sock := s.sock
+	s.sock = nil
+	s.mu.Unlock()
+	if sock != nil {
+		sock.Close()
+	}
+	return err
+}
+
+func (s *nbtService) Listening() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.srv == nil {
+		return nil
+	}
+	var out []string
+	for _, i := range s.srv.Status().Interfaces {
+		out = append(out, fmt.Sprintf("%-12s %s:137 udp+tcp (%s)", "nbt", i.Addr, i.Name))
+	}
+	return out
+}
+
+// nbtStatusDoc is what the status socket sends.
+type nbtStatusDoc struct {
+	Enabled bool                `json:"enabled"`
+	Status  *nameservice.Status `json:"status,omitempty"`
+}
+
+// openStatus listens on the status socket, replacing a stale one.
+func (s *nbtService) openStatus() error {
+	path := filepath.Join(s.env.DataDir, nbtStatusSocket)
+	os.Remove(path) // the pid file lock guarantees no other server owns it
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return fmt.Errorf("nbt: status socket: %w", err)
+	}
+	os.Chmod(path, 0o600)
+	s.mu.Lock()
+	s.sock = l
+	s.mu.Unlock()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			s.mu.Lock()
+			doc := nbtStatusDoc{Enabled: s.cur.Enabled}
+			if s.srv != nil {
+				st := s.srv.Status()
+				doc.Status = &st
+			}
+			s.mu.Unlock()
+			c.SetDeadline(time.Now().Add(2 * time.Second))
+			json.NewEncoder(c).Encode(doc)
+			c.Close()
+		}
+	}()
+	return nil
+}

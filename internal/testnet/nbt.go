@@ -1,0 +1,217 @@
+package testnet
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// This file holds the NetBIOS peers and tools: sockets opened inside a
+// namespace from the test process itself, nmblookup's client
+// configuration, Samba's nmbd, and tshark captures.
+
+// InNS runs fn on an OS thread switched into the host's network namespace;
+// sockets fn opens stay in that namespace after it returns.
+func (h *Host) InNS(fn func() error) error {
+	return inNS(h.NS, fn)
+}
+
+func inNS(ns string, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer orig.Close()
+		target, err := os.Open(filepath.Join("/var/run/netns", ns))
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer target.Close()
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("setns %s: %w", ns, err)
+			return
+		}
+		ferr := fn()
+		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
+			// Leave the thread locked: it dies with this goroutine.
+			errc <- fmt.Errorf("setns back: %w", err)
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
+	}()
+	return <-errc
+}
+
+// ListenUDP opens a UDP socket in the host's namespace on its address and
+// port (0: any port), with broadcasts allowed. It is closed when the test
+// ends.
+func (h *Host) ListenUDP(port int) *net.UDPConn {
+	h.lan.t.Helper()
+	var c *net.UDPConn
+	err := h.InNS(func() error {
+		var err error
+		c, err = net.ListenUDP("udp4", &net.UDPAddr{IP: h.Addr.AsSlice(), Port: port})
+		if err != nil {
+			return err
+		}
+		rc, err := c.SyscallConn()
+		if err != nil {
+			return err
+		}
+		return rc.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_BROADCAST, 1) })
+	})
+	if err != nil {
+		h.lan.t.Fatalf("udp socket in %s: %v", h.Name, err)
+	}
+	h.lan.t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// ListenBroadcastUDP opens a UDP socket in the host's namespace on
+// 0.0.0.0:port, so it receives broadcasts as well.
+func (h *Host) ListenBroadcastUDP(port int) *net.UDPConn {
+	h.lan.t.Helper()
+	var c *net.UDPConn
+	err := h.InNS(func() error {
+		var err error
+		c, err = net.ListenUDP("udp4", &net.UDPAddr{Port: port})
+		if err != nil {
+			return err
+		}
+		rc, _ := c.SyscallConn()
+		return rc.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_BROADCAST, 1) })
+	})
+	if err != nil {
+		h.lan.t.Fatalf("udp socket in %s: %v", h.Name, err)
+	}
+	h.lan.t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// DialTCP connects from the host's namespace.
+func (h *Host) DialTCP(addr string) net.Conn {
+	h.lan.t.Helper()
+	var c net.Conn
+	err := h.InNS(func() error {
+		var err error
+		c, err = net.DialTimeout("tcp4", addr, 5*time.Second)
+		return err
+	})
+	if err != nil {
+		h.lan.t.Fatalf("dial %s from %s: %v", addr, h.Name, err)
+	}
+	h.lan.t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// NmbClientConf writes an smb.conf for nmblookup on the host (its LAN
+// interface, broadcast resolution) and returns its path.
+func (h *Host) NmbClientConf() string {
+	h.lan.t.Helper()
+	dir := h.lan.t.TempDir()
+	p := filepath.Join(dir, "client.conf")
+	conf := fmt.Sprintf("[global]\n interfaces = %s\n bind interfaces only = yes\n name resolve order = bcast\n"+
+		" lock directory = %[2]s\n state directory = %[2]s\n cache directory = %[2]s\n private dir = %[2]s\n",
+		h.IF, dir)
+	if err := os.WriteFile(p, []byte(conf), 0o644); err != nil {
+		h.lan.t.Fatal(err)
+	}
+	return p
+}
+
+// Nmblookup runs nmblookup in the namespace with the host's client
+// configuration and returns its output and error.
+func (h *Host) Nmblookup(args ...string) (string, error) {
+	return h.Output("nmblookup", append([]string{"-s", h.NmbClientConf()}, args...)...)
+}
+
+// StartNmbd runs Samba's nmbd in the namespace under the NetBIOS name
+// name, with extra smb.conf lines (e.g. "wins server = 10.77.5.1"), and
+// waits until it listens on 137/udp.
+func (h *Host) StartNmbd(name, workgroup string, extra ...string) *Proc {
+	h.lan.t.Helper()
+	dir := h.lan.t.TempDir()
+	var b strings.Builder
+	fmt.Fprintf(&b, "[global]\n netbios name = %s\n workgroup = %s\n interfaces = %s\n bind interfaces only = yes\n", name, workgroup, h.IF)
+	for _, d := range []string{"lock directory", "state directory", "cache directory", "pid directory", "private dir", "ncalrpc dir"} {
+		sub := filepath.Join(dir, strings.ReplaceAll(d, " ", "_"))
+		os.MkdirAll(sub, 0o755)
+		fmt.Fprintf(&b, " %s = %s\n", d, sub)
+	}
+	fmt.Fprintf(&b, " log file = %s/log.nmbd\n log level = 2\n local master = no\n domain master = no\n preferred master = no\n", dir)
+	for _, e := range extra {
+		fmt.Fprintf(&b, " %s\n", e)
+	}
+	conf := filepath.Join(dir, "smb.conf")
+	if err := os.WriteFile(conf, []byte(b.String()), 0o644); err != nil {
+		h.lan.t.Fatal(err)
+	}
+	p := h.Start("/usr/sbin/nmbd", "-F", "--no-process-group", "-d", "2", "--debug-stdout", "-s", conf)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		out, _ := h.Output("ss", "-Hlun", "sport = :137")
+		if strings.Contains(out, h.Addr.String()) {
+			return p
+		}
+		if p.Exited() || time.Now().After(deadline) {
+			h.lan.t.Fatalf("nmbd did not start:\n%s", p.Out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Capture is a tshark capture running on a host's LAN interface.
+type Capture struct {
+	h    *Host
+	file string
+	proc *Proc
+}
+
+// Capture starts tshark on the host's interface with a capture filter
+// (e.g. "port 137") and waits until it captures.
+func (h *Host) Capture(filter string) *Capture {
+	h.lan.t.Helper()
+	file := filepath.Join(h.lan.t.TempDir(), "capture.pcapng")
+	p := h.Start("tshark", "-q", "-i", h.IF, "-f", filter, "-w", file)
+	deadline := time.Now().Add(15 * time.Second)
+	for !strings.Contains(p.Out.String(), "Capturing on") {
+		if p.Exited() || time.Now().After(deadline) {
+			h.lan.t.Fatalf("tshark did not start:\n%s", p.Out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return &Capture{h: h, file: file, proc: p}
+}
+
+// Stop ends the capture, then returns tshark's one-line summaries of the
+// packets matching the display filter.
+func (c *Capture) Stop(display string) (matched string, all string) {
+	t := c.h.lan.t
+	t.Helper()
+	time.Sleep(300 * time.Millisecond) // let the last packets reach the file
+	c.proc.Signal(unix.SIGINT)
+	c.proc.Wait(10 * time.Second)
+	read := func(args ...string) string {
+		cmd := c.h.Command("tshark", append([]string{"-r", c.file}, args...)...)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("tshark -r %v: %v\n%s", args, err, stderr.String())
+		}
+		return string(out)
+	}
+	return read("-Y", display), read()
+}

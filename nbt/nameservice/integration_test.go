@@ -1,0 +1,482 @@
+package nameservice_test
+
+// Acceptance tests of issue 5 against real peers in network namespaces:
+// the real "concierge serve" on one host of a bridged LAN, Samba's
+// nmblookup, nmbd and nbtscan, impacket and raw packets on the others, and
+// tshark on the box's interface checking that every packet the box sends
+// decodes cleanly in Wireshark's NBNS dissector.
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"concierge/internal/testnet"
+	"concierge/nbt/wire"
+)
+
+// nbtBox prepares a concierge with only the NetBIOS service on, on the
+// host's LAN interface; settings are extra "key value" pairs.
+func nbtBox(t *testing.T, h *testnet.Host, settings ...string) *testnet.Box {
+	t.Helper()
+	b := testnet.NewBox(t, h)
+	for _, kv := range [][2]string{
+		{"smtp.mx_listen", ""}, {"smtp.submission_listen", ""}, {"smtp.submission_tls_listen", ""},
+		{"nbt.enabled", "true"}, {"nbt.interfaces", h.IF},
+	} {
+		b.CLI("config", "set", kv[0], kv[1])
+	}
+	for i := 0; i+1 < len(settings); i += 2 {
+		b.CLI("config", "set", settings[i], settings[i+1])
+	}
+	return b
+}
+
+// capture starts tshark on the box and, when the test ends, fails it if
+// any packet the box sent is malformed or raises an expert warning or
+// error in the NBNS dissector.
+func capture(t *testing.T, box *testnet.Host) {
+	t.Helper()
+	c := box.Capture("udp port 137 or tcp port 137")
+	t.Cleanup(func() {
+		bad, all := c.Stop(fmt.Sprintf("ip.src == %s && (_ws.malformed || _ws.expert.severity >= 0x600000)", box.Addr))
+		sent := 0
+		for _, l := range strings.Split(all, "\n") {
+			if strings.Contains(l, box.Addr.String()+" →") || strings.Contains(l, box.Addr.String()+" ->") {
+				sent++
+			}
+		}
+		t.Logf("tshark: %d packets captured, %d sent by the box", strings.Count(all, "\n"), sent)
+		if t.Failed() {
+			t.Logf("capture:\n%s", all)
+		}
+		if strings.TrimSpace(bad) != "" {
+			t.Errorf("Wireshark flags packets the box sent:\n%s", bad)
+		}
+		if sent == 0 {
+			t.Errorf("the capture holds no packet from the box:\n%s", all)
+		}
+	})
+}
+
+func startBox(t *testing.T, b *testnet.Box) {
+	t.Helper()
+	b.Start(137)
+}
+
+// query sends one packet from c to dst and returns the first answer from
+// dst with the same transaction ID, or nil after d.
+func exchange(t *testing.T, c *net.UDPConn, dst netip.AddrPort, p *wire.Packet, d time.Duration) *wire.Packet {
+	t.Helper()
+	b, err := p.Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.WriteToUDPAddrPort(b, dst); err != nil {
+		t.Fatal(err)
+	}
+	return await(t, c, p.ID, d)
+}
+
+func await(t *testing.T, c *net.UDPConn, id uint16, d time.Duration) *wire.Packet {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	buf := make([]byte, 2000)
+	for {
+		c.SetReadDeadline(deadline)
+		n, _, err := c.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			return nil
+		}
+		r, err := wire.Parse(buf[:n])
+		if err != nil {
+			t.Fatalf("malformed answer: %v", err)
+		}
+		if r.ID == id {
+			return r
+		}
+	}
+}
+
+func nbAddrs(t *testing.T, p *wire.Packet) []string {
+	t.Helper()
+	es, err := wire.ParseNB(p.Answers[0].Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range es {
+		out = append(out, e.Addr.String())
+	}
+	return out
+}
+
+// Item 1: the box is found by broadcast and by unicast (recursive) query
+// within a second of start, an unknown name is not, and node status lists
+// every name with its flags and the MAC address.
+func TestNBTLookupAndNodeStatus(t *testing.T) {
+	testnet.Require(t, "nmblookup", "nbtscan", "tshark")
+	lan := testnet.NewLAN(t, "10.77.5.0/24")
+	boxH, client := lan.AddHost("box", 1), lan.AddHost("pc", 2)
+	box := nbtBox(t, boxH)
+	capture(t, boxH)
+
+	// Ask by broadcast every 20 ms from the moment the process starts.
+	c := client.ListenUDP(0)
+	bcast := netip.AddrPortFrom(lan.Broadcast(), 137)
+	name := wire.MustName("CONCIERGE", 0x20, "")
+	start := time.Now()
+	box.Start(0)
+	var first time.Duration
+	for i := 0; first == 0; i++ {
+		if time.Since(start) > 5*time.Second {
+			t.Fatalf("no answer to a broadcast query 5s after start:\n%s", box.Proc.Out.String())
+		}
+		r := exchange(t, c, bcast, wire.NewQuery(uint16(100+i), name, true, false), 20*time.Millisecond)
+		if r != nil && r.Kind() == wire.KindPositiveQuery {
+			first = time.Since(start)
+		}
+	}
+	t.Logf("first broadcast answer %v after the process started", first)
+	if first > 1500*time.Millisecond {
+		t.Errorf("first answer %v after the process started; want within 1s of the service start", first)
+	}
+
+	out, err := client.Nmblookup("-B", lan.Broadcast().String(), "CONCIERGE#20")
+	if err != nil || !strings.Contains(out, boxH.Addr.String()+" CONCIERGE<20>") {
+		t.Errorf("nmblookup -B: %v\n%s", err, out)
+	}
+	out, err = client.Nmblookup("-U", boxH.Addr.String(), "--recursion", "CONCIERGE#00")
+	if err != nil || !strings.Contains(out, boxH.Addr.String()+" CONCIERGE<00>") {
+		t.Errorf("nmblookup -U --recursion: %v\n%s", err, out)
+	}
+	out, err = client.Nmblookup("-U", boxH.Addr.String(), "--recursion", "NOSUCHPC#00")
+	if err == nil || !strings.Contains(out, "failed to find name NOSUCHPC") {
+		t.Errorf("unknown name by unicast: %v\n%s", err, out)
+	}
+	out, err = client.Nmblookup("-B", lan.Broadcast().String(), "NOSUCHPC#20")
+	if err == nil {
+		t.Errorf("unknown name by broadcast found:\n%s", out)
+	}
+
+	mac := strings.ToUpper(strings.ReplaceAll(boxH.MAC(), ":", "-"))
+	out, err = client.Nmblookup("-A", boxH.Addr.String())
+	if err != nil {
+		t.Fatalf("nmblookup -A: %v\n%s", err, out)
+	}
+	for _, re := range []string{
+		`CONCIERGE\s+<00> -\s+B <ACTIVE>`, `CONCIERGE\s+<03> -\s+B <ACTIVE>`, `CONCIERGE\s+<20> -\s+B <ACTIVE>`,
+		`WORKGROUP\s+<00> - <GROUP> B <ACTIVE>`, `WORKGROUP\s+<1e> - <GROUP> B <ACTIVE>`, `MAC Address = ` + mac,
+	} {
+		if !regexp.MustCompile(re).MatchString(out) {
+			t.Errorf("nmblookup -A lacks %q:\n%s", re, out)
+		}
+	}
+	out, err = client.Output("nbtscan", "-v", "-s", ":", boxH.Addr.String())
+	t.Logf("nbtscan:\n%s", out)
+	if err != nil {
+		t.Fatalf("nbtscan: %v\n%s", err, out)
+	}
+	a := boxH.Addr.String()
+	for _, want := range []string{a + ":CONCIERGE      :00U", a + ":CONCIERGE      :03U", a + ":CONCIERGE      :20U",
+		a + ":WORKGROUP      :00G", a + ":WORKGROUP      :1eG", a + ":MAC:" + strings.ToLower(boxH.MAC())} {
+		if !strings.Contains(out, want) {
+			t.Errorf("nbtscan lacks %q:\n%s", want, out)
+		}
+	}
+
+	// 137/tcp answers the same, framed with a length.
+	conn := client.DialTCP(netip.AddrPortFrom(boxH.Addr, 137).String())
+	q, _ := wire.NewQuery(77, wire.MustName("CONCIERGE", 0x00, ""), false, true).Pack()
+	conn.SetDeadline(time.Now().Add(3 * time.Second))
+	conn.Write(binary.BigEndian.AppendUint16(nil, uint16(len(q))))
+	conn.Write(q)
+	var hdr [2]byte
+	if _, err := io.ReadFull(conn, hdr[:]); err != nil {
+		t.Fatalf("137/tcp: %v", err)
+	}
+	body := make([]byte, binary.BigEndian.Uint16(hdr[:]))
+	if _, err := io.ReadFull(conn, body); err != nil {
+		t.Fatalf("137/tcp: %v", err)
+	}
+	if r, err := wire.Parse(body); err != nil || r.Kind() != wire.KindPositiveQuery || nbAddrs(t, r)[0] != a {
+		t.Errorf("137/tcp answer: %v %v", r, err)
+	}
+
+	// impacket, with the system python.
+	py := fmt.Sprintf(`from impacket import nmb
+n = nmb.NetBIOS()
+n.set_nameserver(%q)
+print("ADDR", n.gethostbyname("CONCIERGE", nmb.TYPE_SERVER).entries)
+for e in n.getnodestatus("*", %q):
+    print("NAME", e["NAME"].decode().strip(), e["TYPE"], e["NAME_FLAGS"])
+`, a, a)
+	out, err = client.Output("/usr/bin/python3", "-c", py)
+	if err != nil || !strings.Contains(out, "ADDR ['"+a+"']") || strings.Count(out, "NAME ") != 5 {
+		t.Errorf("impacket: %v\n%s", err, out)
+	}
+
+	// The names are listed by the CLI, and released on shutdown.
+	if out := box.CLI("nbt", "names"); !strings.Contains(out, "CONCIERGE<20>") || !strings.Contains(out, "active") {
+		t.Errorf("concierge nbt names:\n%s", out)
+	}
+	l := client.ListenBroadcastUDP(137)
+	box.Stop()
+	released := 0
+	buf := make([]byte, 1500)
+	l.SetReadDeadline(time.Now().Add(time.Second))
+	for {
+		n, _, err := l.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			break
+		}
+		if p, err := wire.Parse(buf[:n]); err == nil && p.Kind() == wire.KindReleaseRequest {
+			released++
+		}
+	}
+	if released != 5 {
+		t.Errorf("%d names released at shutdown, want 5", released)
+	}
+}
+
+// Item 2: nmbd registers with our WINS server, another client resolves
+// its names through the box, and they expire after the TTL once nmbd
+// is gone.
+func TestNBTWINSWithNmbd(t *testing.T) {
+	testnet.Require(t, "nmblookup", "nmbd", "tshark")
+	lan := testnet.NewLAN(t, "10.77.6.0/24")
+	boxH, pc1, pc2 := lan.AddHost("box", 1), lan.AddHost("pc1", 2), lan.AddHost("pc2", 3)
+	box := nbtBox(t, boxH, "nbt.wins_min_ttl", "1s", "nbt.wins_max_ttl", "4s")
+	capture(t, boxH)
+	startBox(t, box)
+	nmbd := pc1.StartNmbd("OFFICEPC", "OFFICE", "wins server = "+boxH.Addr.String())
+	deadline := time.Now().Add(30 * time.Second)
+	var out string
+	for {
+		var err error
+		out, err = pc2.Nmblookup("-U", boxH.Addr.String(), "--recursion", "OFFICEPC#00")
+		if err == nil && strings.Contains(out, pc1.Addr.String()+" OFFICEPC<00>") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nmbd's name not resolvable through the box:\n%s\n%s", out, box.CLI("nbt", "names"))
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	// Its workgroup is a group name answered with the member's address.
+	out, err := pc2.Nmblookup("-U", boxH.Addr.String(), "--recursion", "OFFICE#00")
+	if err != nil || !strings.Contains(out, pc1.Addr.String()+" OFFICE<00>") {
+		t.Errorf("group name: %v\n%s", err, out)
+	}
+	names := box.CLI("nbt", "names")
+	t.Logf("concierge nbt names:\n%s", names)
+	if !regexp.MustCompile(`OFFICEPC<20>\s+unique\s+` + regexp.QuoteMeta(pc1.Addr.String())).MatchString(names) ||
+		!regexp.MustCompile(`OFFICE<00>\s+group\s+` + regexp.QuoteMeta(pc1.Addr.String())).MatchString(names) {
+		t.Errorf("WINS table lacks nmbd's names")
+	}
+	// nmbd dies without releasing; its names go when the TTL passes.
+	nmbd.Signal(syscall.SIGKILL)
+	nmbd.Wait(5 * time.Second)
+	time.Sleep(5500 * time.Millisecond)
+	out, err = pc2.Nmblookup("-U", boxH.Addr.String(), "--recursion", "OFFICEPC#00")
+	if err == nil {
+		t.Errorf("name still there after the TTL:\n%s", out)
+	}
+	if names := box.CLI("nbt", "names"); strings.Contains(names, "OFFICEPC") {
+		t.Errorf("WINS table still lists OFFICEPC:\n%s", names)
+	}
+}
+
+// Item 3: a broadcast registration of the box's unique name gets one
+// negative response; a WINS registration of a name a live nmbd owns gets
+// a WACK, nmbd is challenged and the registration refused; once nmbd is
+// dead the same registration succeeds.
+func TestNBTDefenceAndChallenge(t *testing.T) {
+	testnet.Require(t, "nmbd", "tshark")
+	lan := testnet.NewLAN(t, "10.77.7.0/24")
+	boxH, owner, rival := lan.AddHost("box", 1), lan.AddHost("owner", 2), lan.AddHost("rival", 3)
+	box := nbtBox(t, boxH, "nbt.challenge_timeout", "500ms")
+	capture(t, boxH)
+	startBox(t, box)
+	time.Sleep(time.Second) // names claimed
+
+	c := rival.ListenUDP(137)
+	bcast := netip.AddrPortFrom(lan.Broadcast(), 137)
+	reg := wire.NewRegistration(0x4242, wire.MustName("CONCIERGE", 0x20, ""), 300, wire.NB{Addr: rival.Addr}, true)
+	r := exchange(t, c, bcast, reg, 2*time.Second)
+	if r == nil || r.Kind() != wire.KindNegativeRegistration || r.Rcode != wire.RcodeActErr {
+		t.Fatalf("broadcast registration of the box's name: %v", r)
+	}
+	if again := await(t, c, 0x4242, 700*time.Millisecond); again != nil {
+		t.Errorf("negative response sent twice: %v", again)
+	}
+
+	// The same with impacket's registration request, by broadcast.
+	py := fmt.Sprintf(`from impacket import nmb
+n = nmb.NetBIOS()
+n.set_broadcastaddr(%q)
+try:
+    n.name_registration_request("CONCIERGE", None, nmb.TYPE_WORKSTATION, None, 0, %q)
+    print("ACCEPTED")
+except nmb.NetBIOSError as e:
+    print("REFUSED", e.error_code)
+`, lan.Broadcast().String(), rival.Addr.String())
+	if out, err := rival.Output("/usr/bin/python3", "-c", py); err != nil || !strings.Contains(out, "REFUSED 6") {
+		t.Errorf("impacket registration of CONCIERGE<00>: %v\n%s", err, out)
+	}
+
+	nmbd := owner.StartNmbd("OWNERPC", "OFFICE", "wins server = "+boxH.Addr.String())
+	srv := netip.AddrPortFrom(boxH.Addr, 137)
+	name := wire.MustName("OWNERPC", 0x20, "")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		r := exchange(t, c, srv, wire.NewQuery(uint16(rand.Uint32()), name, false, true), time.Second)
+		if r != nil && r.Kind() == wire.KindPositiveQuery {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nmbd did not register with the box")
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	try := func(id uint16) *wire.Packet {
+		r := exchange(t, c, srv, wire.NewRegistration(id, name, 300, wire.NB{Addr: rival.Addr}, false), 2*time.Second)
+		if r == nil || r.Kind() != wire.KindWACK {
+			t.Fatalf("want a WACK, got %v", r)
+		}
+		if h, err := wire.ParseWACK(r.Answers[0].Data); err != nil || h.Opcode != wire.OpRegistration {
+			t.Errorf("WACK data: %+v %v", h, err)
+		}
+		return await(t, c, id, time.Duration(r.Answers[0].TTL+1)*time.Second)
+	}
+	if r := try(0x5001); r == nil || r.Kind() != wire.KindNegativeRegistration || r.Rcode != wire.RcodeActErr {
+		t.Fatalf("registration of a live owner's name: %v", r)
+	}
+	nmbd.Signal(syscall.SIGKILL)
+	nmbd.Wait(5 * time.Second)
+	if r := try(0x5002); r == nil || r.Kind() != wire.KindPositiveRegistration {
+		t.Fatalf("registration of a dead owner's name: %v", r)
+	}
+	r = exchange(t, c, srv, wire.NewQuery(7, name, false, true), time.Second)
+	if r == nil || nbAddrs(t, r)[0] != rival.Addr.String() {
+		t.Fatalf("new owner not answered: %v", r)
+	}
+	if !strings.Contains(box.Proc.Out.String(), "owner defends the name") {
+		t.Errorf("no log of the challenge")
+	}
+}
+
+// Item 4: a second concierge with the same name detects the conflict at
+// start, says so, and does not claim the name.
+func TestNBTSecondBoxConflict(t *testing.T) {
+	testnet.Require(t, "nmblookup", "tshark")
+	lan := testnet.NewLAN(t, "10.77.8.0/24")
+	h1, h2, pc := lan.AddHost("box1", 1), lan.AddHost("box2", 2), lan.AddHost("pc", 3)
+	b1, b2 := nbtBox(t, h1), nbtBox(t, h2)
+	capture(t, h2)
+	startBox(t, b1)
+	time.Sleep(time.Second)
+	startBox(t, b2)
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(b2.Proc.Out.String(), "NetBIOS name conflict") {
+		if time.Now().After(deadline) {
+			t.Fatalf("second box logs no conflict:\n%s", b2.Proc.Out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(time.Second)
+	for _, line := range strings.Split(b2.Proc.Out.String(), "\n") {
+		if strings.Contains(line, "conflict") {
+			t.Logf("box2: %s", line)
+		}
+	}
+	names := b2.CLI("nbt", "names")
+	for _, n := range []string{"CONCIERGE<00>", "CONCIERGE<03>", "CONCIERGE<20>"} {
+		if !regexp.MustCompile(regexp.QuoteMeta(n) + `\s+unique\s+conflict \(owned by ` + regexp.QuoteMeta(h1.Addr.String())).MatchString(names) {
+			t.Errorf("box2 does not show %s in conflict:\n%s", n, names)
+		}
+	}
+	out, err := pc.Nmblookup("-B", lan.Broadcast().String(), "CONCIERGE#20")
+	if err != nil || !strings.Contains(out, h1.Addr.String()+" CONCIERGE<20>") || strings.Contains(out, h2.Addr.String()+" ") {
+		t.Errorf("broadcast lookup should find box1 only: %v\n%s", err, out)
+	}
+	if n := b1.CLI("nbt", "names"); strings.Contains(n, "conflict") {
+		t.Errorf("box1 lost its names:\n%s", n)
+	}
+}
+
+// Item 6 (the live part): a flood of random bytes and mangled packets
+// neither crashes nor stalls the service; they are counted and never
+// answered.
+func TestNBTFlood(t *testing.T) {
+	testnet.Require(t, "tshark")
+	lan := testnet.NewLAN(t, "10.77.9.0/24")
+	boxH, pc := lan.AddHost("box", 1), lan.AddHost("pc", 2)
+	box := nbtBox(t, boxH, "nbt.rate_limit", "1000000", "nbt.rate_burst", "1000000")
+	capture(t, boxH)
+	startBox(t, box)
+	time.Sleep(time.Second)
+	c := pc.ListenUDP(0)
+	dst := netip.AddrPortFrom(boxH.Addr, 137)
+	valid, _ := wire.NewRegistration(1, wire.MustName("X", 0, ""), 1, wire.NB{Addr: pc.Addr}, false).Pack()
+	rng := rand.New(rand.NewPCG(1, 2))
+	sent := 0
+	end := time.Now().Add(3 * time.Second)
+	for time.Now().Before(end) {
+		var b []byte
+		if sent%2 == 0 {
+			b = make([]byte, rng.IntN(600))
+			for i := range b {
+				b[i] = byte(rng.Uint32())
+			}
+		} else {
+			b = bytes.Clone(valid)
+			b[2] |= 0x80 // a response nobody asked for, or a mangled request
+			for range 1 + rng.IntN(4) {
+				b[rng.IntN(len(b))] = byte(rng.Uint32())
+			}
+		}
+		c.WriteToUDPAddrPort(b, dst)
+		sent++
+		if sent%64 == 0 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	answers := 0
+	buf := make([]byte, 1500)
+	c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	for {
+		if _, _, err := c.ReadFromUDPAddrPort(buf); err != nil {
+			break
+		}
+		answers++
+	}
+	t.Logf("flood: %d packets sent, %d answered", sent, answers)
+	if answers > sent/100 {
+		t.Errorf("%d answers to %d garbage packets", answers, sent)
+	}
+	q := wire.NewQuery(9, wire.MustName("CONCIERGE", 0x20, ""), false, true)
+	start := time.Now()
+	if r := exchange(t, c, dst, q, time.Second); r == nil || r.Kind() != wire.KindPositiveQuery {
+		t.Fatalf("no answer after the flood: %v\n%s", r, box.Proc.Out.String())
+	}
+	t.Logf("answer after the flood in %v", time.Since(start))
+	if box.Proc.Exited() {
+		t.Fatal("concierge exited")
+	}
+	names := box.CLI("nbt", "names")
+	m := regexp.MustCompile(`dropped malformed\s+(\d+)`).FindStringSubmatch(names)
+	if m == nil {
+		t.Fatalf("no malformed counter:\n%s", names)
+	}
+	t.Logf("dropped malformed: %s", m[1])
+}
