@@ -279,8 +279,8 @@ func TestNBTWINSWithNmbd(t *testing.T) {
 	}
 	names := box.CLI("nbt", "names")
 	t.Logf("concierge nbt names:\n%s", names)
-	if !regexp.MustCompile(`OFFICEPC<20>\s+unique\s+` + regexp.QuoteMeta(pc1.Addr.String())).MatchString(names) ||
-		!regexp.MustCompile(`OFFICE<00>\s+group\s+` + regexp.QuoteMeta(pc1.Addr.String())).MatchString(names) {
+	if !regexp.MustCompile(`OFFICEPC<20>\s+unique\s+`+regexp.QuoteMeta(pc1.Addr.String())).MatchString(names) ||
+		!regexp.MustCompile(`OFFICE<00>\s+group\s+`+regexp.QuoteMeta(pc1.Addr.String())).MatchString(names) {
 		t.Errorf("WINS table lacks nmbd's names")
 	}
 	// nmbd dies without releasing; its names go when the TTL passes.
