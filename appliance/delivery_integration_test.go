@@ -37,6 +37,9 @@ var zone = []string{
 	"--host-record=mx2.remote.test," + mx2IP,
 	"--host-record=amx.test," + aHostIP,
 	"--dns-rr=nullmx.test,15,000000",
+	// An alias for a mail domain, and an MX whose target is an IP address.
+	"--cname=alias.test,remote.test",
+	"--mx-host=iplit.test," + mx2IP + ",10",
 }
 
 type outLAN struct {
@@ -151,6 +154,11 @@ func TestDeliveryMXPreference(t *testing.T) {
 	if out := o.box.CLI("queue", "list"); !strings.Contains(out, "the queue is empty") {
 		t.Errorf("queue list: %s", out)
 	}
+	// RFC 5321 5.1: a domain that is a CNAME is processed as its target.
+	token = o.submit(t, "y@alias.test")
+	if !testnet.WaitFor(15*time.Second, func() bool { return len(containing(sink.Messages(), token)) > 0 }) {
+		t.Fatalf("message for a CNAME domain not delivered to its target's MX:\n%s", o.box.CLI("queue", "list"))
+	}
 }
 
 var dsnStatus = regexp.MustCompile(`(?m)^Status: (\S+)`)
@@ -175,6 +183,9 @@ func TestDeliveryImplicitMXAndBounces(t *testing.T) {
 	cases := []struct{ to, status, words string }{
 		{"a@nullmx.test", "5.1.10", "null MX"},
 		{"b@nxdomain.test", "5.1.2", "does not exist"},
+		// RFC 5321 5.1: MX data must be a host name; an IP address there
+		// is unusable, and with no other MX that is an error.
+		{"c@iplit.test", "5.4.4", "is an IP address"},
 	}
 	for _, c := range cases {
 		start := time.Now()
@@ -447,5 +458,156 @@ func TestDeliverySmarthost(t *testing.T) {
 	}
 	if n := len(containing(b.MaildirText("bob"), token)); n != 0 {
 		t.Errorf("a refused smarthost login bounced the mail")
+	}
+}
+
+// selfSigned writes a certificate and key for a peer at ip into a
+// directory that unprivileged Postfix processes may read.
+func selfSigned(t *testing.T, ip string) (cert, key string) {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "cert-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	cert, key = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if out, err := exec.Command("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+		"-keyout", key, "-out", cert, "-subj", "/CN="+ip, "-addext", "subjectAltName=IP:"+ip).CombinedOutput(); err != nil {
+		t.Fatalf("openssl: %v\n%s", err, out)
+	}
+	return cert, key
+}
+
+// The sender is warned once after warn_after, and the mail fails after
+// give_up_after, both shortened through the settings.
+func TestDeliveryDelayWarningAndGiveUp(t *testing.T) {
+	o := newOutLAN(t, func(b *testnet.Box) {
+		b.CLI("config", "set", "delivery.retry_schedule", "1s")
+		b.CLI("config", "set", "delivery.warn_after", "3s")
+		b.CLI("config", "set", "delivery.give_up_after", "10s")
+	})
+	o.mx1.StartSink(25, "-r", "rcpt", "-b", "451 4.3.0 Try again later")
+	o.mx2.StartSink(25, "-r", "rcpt", "-b", "451 4.3.0 Try again later")
+	o.start()
+	start := time.Now()
+	token := o.submit(t, "x@remote.test")
+	var warning string
+	if !testnet.WaitFor(15*time.Second, func() bool {
+		for _, m := range containing(o.box.MaildirText("bob"), token) {
+			if strings.Contains(m, "Action: delayed") {
+				warning = m
+				return true
+			}
+		}
+		return false
+	}) {
+		t.Fatalf("no delay warning:\n%s", o.box.CLI("queue", "list"))
+	}
+	if el := time.Since(start); el < 3*time.Second || el > 9*time.Second {
+		t.Errorf("delay warning after %v, want after about 3s", el)
+	}
+	for _, want := range []string{"Subject: Delayed Mail", "Status: 4.3.0", "Will-Retry-Until: ", "Diagnostic-Code: smtp; 451 4.3.0", "Return-Path: <>"} {
+		if !strings.Contains(warning, want) {
+			t.Errorf("delay warning lacks %q:\n%s", want, warning)
+		}
+	}
+	var failure string
+	if !testnet.WaitFor(20*time.Second, func() bool {
+		for _, m := range containing(o.box.MaildirText("bob"), token) {
+			if strings.Contains(m, "Action: failed") {
+				failure = m
+				return true
+			}
+		}
+		return false
+	}) {
+		t.Fatalf("no failure report after give_up_after:\n%s", o.box.CLI("queue", "list"))
+	}
+	if el := time.Since(start); el < 10*time.Second {
+		t.Errorf("gave up after %v, before give_up_after", el)
+	}
+	checkBounce(t, failure, token, []string{"x@remote.test"}, "5.4.7")
+	waitQueueEmpty(t, o.box, 5*time.Second)
+	if n := len(containing(o.box.MaildirText("bob"), token)); n != 2 {
+		t.Errorf("bob got %d notices, want one warning and one failure", n)
+	}
+}
+
+// A bounce for a remote sender goes out with the null sender; when that
+// fails too, the postmaster gets it (never a bounce to a bounce). With
+// postmaster_copy, the postmaster also sees local senders' bounces.
+func TestDeliveryDoubleBounceAndPostmasterCopy(t *testing.T) {
+	o := newOutLAN(t, func(b *testnet.Box) {
+		b.CLI("relay", "add", outNet+".10/32")
+	})
+	// remote.test refuses every recipient for good.
+	o.mx2.StartSink(25, "-f", "rcpt", "-B", "550 5.1.1 No such user")
+	o.start()
+	token := fmt.Sprintf("tok-%d", time.Now().UnixNano())
+	cmd := o.client.Command("swaks", "--server", boxIP, "--from", "someone@remote.test", "--to", "a@nullmx.test",
+		"--header", tokenHdr+": "+token, "--timeout", "20")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("swaks: %v\n%s", err, out)
+	}
+	// The double bounce carries the headers of the failed bounce (not the
+	// original's), and names the bounce's recipient.
+	var dbl string
+	if !testnet.WaitFor(20*time.Second, func() bool {
+		m := containing(o.box.MaildirText("alice"), "Final-Recipient: rfc822; someone@remote.test")
+		if len(m) > 0 {
+			dbl = m[0]
+		}
+		return len(m) > 0
+	}) {
+		t.Fatalf("the double bounce did not reach the postmaster:\n%s", o.box.CLI("queue", "list"))
+	}
+	for _, want := range []string{"To: <postmaster@example.test>", "Final-Recipient: rfc822; someone@remote.test",
+		"Action: failed", "Diagnostic-Code: smtp; 550 5.1.1", "From: Mail Delivery System <MAILER-DAEMON@example.test>",
+		// the headers of the failed bounce, which name the original
+		"Subject: Undelivered Mail Returned to Sender"} {
+		if !strings.Contains(dbl, want) {
+			t.Errorf("double bounce lacks %q:\n%s", want, dbl)
+		}
+	}
+	waitQueueEmpty(t, o.box, 5*time.Second)
+	if n := len(o.box.MaildirText("alice")); n != 1 {
+		t.Errorf("postmaster got %d messages for one double bounce", n)
+	}
+
+	// postmaster_copy (set live): bob's bounce is copied to the postmaster.
+	o.box.CLI("config", "set", "delivery.postmaster_copy", "true")
+	time.Sleep(1500 * time.Millisecond) // the server reloads its settings
+	tok2 := o.submit(t, "b@nxdomain.test")
+	if !testnet.WaitFor(10*time.Second, func() bool {
+		return len(containing(o.box.MaildirText("bob"), tok2)) == 1 && len(containing(o.box.MaildirText("alice"), tok2)) == 1
+	}) {
+		t.Fatalf("bounce and postmaster copy: bob %d, alice %d", len(containing(o.box.MaildirText("bob"), tok2)),
+			len(containing(o.box.MaildirText("alice"), tok2)))
+	}
+}
+
+// Opportunistic STARTTLS with a real Postfix that offers it.
+func TestDeliveryStartTLS(t *testing.T) {
+	o := newOutLAN(t)
+	cert, key := selfSigned(t, mx2IP)
+	pf := testnet.StartPostfix(t, o.mx2, 25, []string{"remote.test"}, nil,
+		"smtpd_tls_cert_file = "+cert, "smtpd_tls_key_file = "+key, "smtpd_tls_security_level = may",
+		"smtpd_tls_received_header = yes", "smtpd_tls_loglevel = 1")
+	o.start()
+	token := o.submit(t, "x@remote.test")
+	if !testnet.WaitFor(15*time.Second, func() bool { return len(containing(pf.Delivered(""), token)) == 1 }) {
+		t.Fatalf("not delivered:\n%s\n%s", o.box.CLI("queue", "list"), pf.Log())
+	}
+	msg := containing(pf.Delivered(""), token)[0]
+	if !strings.Contains(msg, "with ESMTPS") || !strings.Contains(msg, "(using TLS") {
+		t.Errorf("not received over TLS:\n%s", msg)
+	}
+	if !strings.Contains(pf.Log(), "TLS connection established from mail.example.test") &&
+		!strings.Contains(pf.Log(), "TLS connection established from unknown") {
+		t.Errorf("no TLS in the receiver's log:\n%s", pf.Log())
+	}
+	if !strings.Contains(msg, "Received: from mail.example.test (") {
+		t.Errorf("EHLO did not name our host:\n%s", msg)
 	}
 }

@@ -92,8 +92,8 @@ func (d *Delivery) validate(p string) Errors {
 			errs = append(errs, fieldErr(fmt.Sprintf("%s.retry_schedule[%d]", p, i), "must be between 1s and 24h, not %s", r))
 		}
 	}
-	if d.GiveUpAfter.D() < time.Minute || d.GiveUpAfter.D() > 30*24*time.Hour {
-		errs = append(errs, fieldErr(p+".give_up_after", "must be between 1m and 720h, not %s", d.GiveUpAfter))
+	if d.GiveUpAfter.D() < 10*time.Second || d.GiveUpAfter.D() > 30*24*time.Hour {
+		errs = append(errs, fieldErr(p+".give_up_after", "must be between 10s and 720h, not %s", d.GiveUpAfter))
 	}
 	if d.WarnAfter.D() < 0 || d.WarnAfter.D() >= d.GiveUpAfter.D() {
 		errs = append(errs, fieldErr(p+".warn_after", "must be 0 (no warning) or shorter than give_up_after (%s), not %s", d.GiveUpAfter, d.WarnAfter))

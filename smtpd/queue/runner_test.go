@@ -84,3 +84,51 @@ func TestRunnerRetriesOnSchedule(t *testing.T) {
 	}
 	_ = errors.New
 }
+
+type permErr struct{}
+
+func (permErr) Error() string      { return "deliver: domain x accepts no mail" }
+func (permErr) Permanent() bool    { return true }
+func (permErr) Status() string     { return "5.1.10" }
+func (permErr) Diagnostic() string { return "556 5.1.10 null MX" }
+
+// A permanent failure is reported once, with the error's details, and the
+// message is removed.
+func TestRunnerReportsPermanentFailure(t *testing.T) {
+	q, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &scripted{script: []error{permErr{}}}
+	var mu sync.Mutex
+	var notices []Notice
+	r := NewRunner(q, s, func(ctx context.Context, n Notice) error {
+		mu.Lock()
+		notices = append(notices, n)
+		mu.Unlock()
+		return nil
+	}, DefaultSettings(), nil)
+	enqueue(t, q, &Envelope{ID: "m2", From: "a@x.test", Recipients: []Recipient{{Addr: "b@y.test", State: Pending}}, Received: time.Now()})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if ids, _ := q.List(); len(ids) == 0 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	if len(notices) != 1 || notices[0].Kind != Failure || len(notices[0].Recipients) != 1 {
+		t.Fatalf("notices: %+v", notices)
+	}
+	rc := notices[0].Recipients[0]
+	if rc.LastError != "deliver: domain x accepts no mail" || rc.Status != "5.1.10" || rc.Diagnostic != "556 5.1.10 null MX" || rc.State != Failed {
+		t.Errorf("recipient in the notice: %+v", rc)
+	}
+	if ids, _ := q.List(); len(ids) != 0 {
+		t.Errorf("message left in the queue: %v", ids)
+	}
+}
