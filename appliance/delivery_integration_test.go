@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -410,13 +411,7 @@ func TestDeliverySmarthost(t *testing.T) {
 	o := newOutLAN(t)
 	o.box.SetResolver("10.77.99.99")
 	isp := o.lan.AddHost("isp", 30)
-	dir := t.TempDir()
-	cert, key := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if out, err := exec.Command("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-		"-keyout", key, "-out", cert, "-subj", "/CN="+ispIP, "-addext", "subjectAltName=IP:"+ispIP).CombinedOutput(); err != nil {
-		t.Fatalf("openssl: %v\n%s", err, out)
-	}
-	// Postfix reads the key as root at start; the box reads the cert.
+	cert, key := selfSigned(t, ispIP)
 	auth := testnet.StartDovecotAuth(t, isp, map[string]string{"office": "isp secret"})
 	pf := testnet.StartPostfix(t, isp, 587, []string{"remote.test", "faraway.test"}, nil,
 		"smtpd_tls_cert_file = "+cert, "smtpd_tls_key_file = "+key, "smtpd_tls_security_level = may",
@@ -435,7 +430,7 @@ func TestDeliverySmarthost(t *testing.T) {
 		t.Fatalf("not delivered through the smarthost:\n%s\n%s", b.CLI("queue", "list"), pf.Log())
 	}
 	msg := containing(pf.Delivered("x@remote.test"), token)
-	if len(msg) != 1 || !strings.Contains(msg[0], "with ESMTPSA") {
+	if len(msg) != 1 || !strings.Contains(msg[0], "(Postfix) with ESMTPSA id") {
 		t.Errorf("the smarthost did not receive it over TLS with AUTH:\n%s", msg)
 	}
 	if !strings.Contains(pf.Log(), "sasl_username=office") {
@@ -600,7 +595,7 @@ func TestDeliveryStartTLS(t *testing.T) {
 		t.Fatalf("not delivered:\n%s\n%s", o.box.CLI("queue", "list"), pf.Log())
 	}
 	msg := containing(pf.Delivered(""), token)[0]
-	if !strings.Contains(msg, "with ESMTPS") || !strings.Contains(msg, "(using TLS") {
+	if !strings.Contains(msg, "(Postfix) with ESMTPS id") || !strings.Contains(msg, "(using TLS") {
 		t.Errorf("not received over TLS:\n%s", msg)
 	}
 	if !strings.Contains(pf.Log(), "TLS connection established from mail.example.test") &&
@@ -609,5 +604,190 @@ func TestDeliveryStartTLS(t *testing.T) {
 	}
 	if !strings.Contains(msg, "Received: from mail.example.test (") {
 		t.Errorf("EHLO did not name our host:\n%s", msg)
+	}
+}
+
+// Smarthost with implicit TLS (port 465, Postfix in wrapper mode).
+func TestDeliverySmarthostImplicitTLS(t *testing.T) {
+	testnet.Require(t, "dovecot", "openssl")
+	o := newOutLAN(t)
+	o.box.SetResolver("10.77.99.99")
+	isp := o.lan.AddHost("isp", 30)
+	cert, key := selfSigned(t, ispIP)
+	auth := testnet.StartDovecotAuth(t, isp, map[string]string{"office": "isp secret"})
+	pf := testnet.StartPostfix(t, isp, 465, []string{"remote.test"}, []string{"-o smtpd_tls_wrappermode=yes"},
+		"smtpd_tls_cert_file = "+cert, "smtpd_tls_key_file = "+key, "smtpd_tls_security_level = encrypt",
+		"smtpd_sasl_auth_enable = yes", "smtpd_sasl_type = dovecot", "smtpd_sasl_path = "+auth,
+		"smtpd_relay_restrictions = permit_sasl_authenticated, reject",
+		"smtpd_recipient_restrictions = permit_sasl_authenticated, reject")
+	b := o.box
+	b.CLI("config", "set", "delivery.smarthost", ispIP+":465")
+	b.CLI("config", "set", "delivery.smarthost_tls", "tls")
+	b.CLI("config", "set", "delivery.smarthost_user", "office")
+	b.CLI("config", "set", "delivery.smarthost_password", "isp secret")
+	b.CLI("config", "set", "delivery.smarthost_ca_file", cert)
+	o.start()
+	token := o.submit(t, "x@remote.test")
+	if !testnet.WaitFor(20*time.Second, func() bool { return len(containing(pf.Delivered(""), token)) == 1 }) {
+		t.Fatalf("not delivered through the smarthost:\n%s\n%s", b.CLI("queue", "list"), pf.Log())
+	}
+	if msg := containing(pf.Delivered(""), token)[0]; !strings.Contains(msg, "(Postfix) with ESMTPSA id") {
+		t.Errorf("not received over TLS with AUTH:\n%s", msg)
+	}
+	// Without the CA the certificate is not trusted: the mail waits.
+	b.CLI("config", "set", "delivery.smarthost_ca_file", "")
+	time.Sleep(1500 * time.Millisecond)
+	token = o.submit(t, "y@remote.test")
+	if !testnet.WaitFor(10*time.Second, func() bool {
+		envs := envelopes(t, b)
+		return len(envs) == 1 && envs[0].Recipients[0].Attempts >= 1
+	}) {
+		t.Fatalf("no failed attempt recorded:\n%s", b.CLI("queue", "list"))
+	}
+	if list := b.CLI("queue", "list"); !strings.Contains(list, "certificate") {
+		t.Errorf("queue list does not show the certificate problem:\n%s", list)
+	}
+	if len(containing(pf.Delivered(""), token)) != 0 {
+		t.Errorf("delivered to an unverified smarthost")
+	}
+}
+
+// A server that offers STARTTLS but whose handshake fails gets the mail
+// over a second, plain connection.
+func TestDeliveryStartTLSFallback(t *testing.T) {
+	o := newOutLAN(t)
+	cert, key := selfSigned(t, mx2IP)
+	// Only TLS 1.0 and 1.1 on the server: our client (TLS 1.2 at least)
+	// cannot agree with it.
+	pf := testnet.StartPostfix(t, o.mx2, 25, []string{"remote.test"}, nil,
+		"smtpd_tls_cert_file = "+cert, "smtpd_tls_key_file = "+key, "smtpd_tls_security_level = may",
+		"smtpd_tls_protocols = !SSLv2, !SSLv3, !TLSv1.2, !TLSv1.3", "smtpd_tls_mandatory_protocols = !SSLv2, !SSLv3, !TLSv1.2, !TLSv1.3")
+	o.start()
+	token := o.submit(t, "x@remote.test")
+	if !testnet.WaitFor(15*time.Second, func() bool { return len(containing(pf.Delivered(""), token)) == 1 }) {
+		t.Fatalf("not delivered:\n%s\n%s", o.box.CLI("queue", "list"), pf.Log())
+	}
+	msg := containing(pf.Delivered(""), token)[0]
+	if !strings.Contains(msg, "(Postfix) with ESMTP id") {
+		t.Errorf("expected a plain delivery after the failed handshake:\n%s", msg)
+	}
+	if !strings.Contains(o.box.Proc.Out.String(), "STARTTLS failed; trying again without TLS") {
+		t.Errorf("no TLS fallback in the log")
+	}
+	if n := envelopes(t, o.box); len(n) != 0 {
+		t.Errorf("queue not empty")
+	}
+}
+
+var sinkSessions = regexp.MustCompile(`sess=(\d+) quit=\d+ mesg=(\d+)`)
+
+// Connections to one domain stay within max_connections_per_domain, and
+// one connection carries several messages.
+func TestDeliveryConnectionLimitAndReuse(t *testing.T) {
+	o := newOutLAN(t, func(b *testnet.Box) {
+		b.CLI("relay", "add", outNet+".10/32")
+		b.CLI("config", "set", "delivery.max_connections_per_domain", "3")
+	})
+	sink := o.mx2.StartSink(25, "-c", "-w", "1")
+	o.start()
+	const n = 30
+	if out, err := o.client.Output("smtp-source", "-m", fmt.Sprint(n), "-s", "5", "-f", "bob@example.test", "-t", "x@remote.test", boxIP+":25"); err != nil {
+		t.Fatalf("smtp-source: %v\n%s", err, out)
+	}
+	most := 0
+	testnet.WaitFor(60*time.Second, func() bool {
+		out, _ := o.mx2.Output("ss", "-Htn", "state", "established", "( sport = :25 )")
+		if c := len(strings.Fields(strings.TrimSpace(out))) / 4; c > most {
+			most = c
+		}
+		return sink.Count() >= n
+	})
+	if sink.Count() < n {
+		t.Fatalf("%d of %d delivered", sink.Count(), n)
+	}
+	if most > 3 || most < 2 {
+		t.Errorf("at most %d connections at once, want 2 or 3 (limit 3)", most)
+	}
+	time.Sleep(6 * time.Second) // idle connections end with QUIT
+	m := sinkSessions.FindAllStringSubmatch(sink.Proc.Out.String(), -1)
+	if len(m) == 0 {
+		t.Fatalf("no counters from smtp-sink -c:\n%s", sink.Proc.Out.String())
+	}
+	last := m[len(m)-1]
+	t.Logf("%d messages over %s sessions, at most %d at once", n, last[1], most)
+	if sess, _ := strconv.Atoi(last[1]); sess > 10 {
+		t.Errorf("%d sessions for %d messages: connections are not reused", sess, n)
+	}
+}
+
+// The queue commands against a running server and without one.
+func TestDeliveryQueueCommands(t *testing.T) {
+	o := newOutLAN(t, func(b *testnet.Box) {
+		b.CLI("config", "set", "delivery.retry_schedule", "1h")
+	})
+	o.mx1.StartSink(25, "-r", "rcpt", "-b", "451 4.3.0 Try again later")
+	o.mx2.StartSink(25, "-r", "rcpt", "-b", "451 4.3.0 Try again later")
+	o.start()
+	token := o.submit(t, "x@remote.test", "y@remote.test")
+	var id string
+	if !testnet.WaitFor(10*time.Second, func() bool {
+		envs := envelopes(t, o.box)
+		if len(envs) == 1 && envs[0].Recipients[0].Attempts == 1 {
+			id = envs[0].ID
+			return true
+		}
+		return false
+	}) {
+		t.Fatalf("no first attempt")
+	}
+	show := o.box.CLI("queue", "show", id)
+	for _, want := range []string{"ID:        " + id, "From:      <bob@example.test>", "x@remote.test", "y@remote.test",
+		"attempts 1", "451 4.3.0 Try again later", "at mx2.remote.test", tokenHdr + ": " + token} {
+		if !strings.Contains(show, want) {
+			t.Errorf("queue show lacks %q:\n%s", want, show)
+		}
+	}
+	// retry: one more attempt at once, despite the hour's wait.
+	if out := o.box.CLI("queue", "retry", id); !strings.Contains(out, "asked the running server") {
+		t.Errorf("queue retry: %s", out)
+	}
+	if !testnet.WaitFor(5*time.Second, func() bool {
+		envs := envelopes(t, o.box)
+		return len(envs) == 1 && envs[0].Recipients[0].Attempts == 2
+	}) {
+		t.Errorf("queue retry did not cause an attempt:\n%s", o.box.CLI("queue", "list"))
+	}
+	if _, err := o.box.CLITry("", "queue", "retry", "no-such-id"); err == nil {
+		t.Errorf("queue retry of an unknown ID succeeded")
+	}
+	// del: gone, and no notice to the sender.
+	o.box.CLI("queue", "del", id)
+	waitQueueEmpty(t, o.box, 5*time.Second)
+	if n := len(o.box.MaildirText("bob")); n != 0 {
+		t.Errorf("queue del sent %d notices", n)
+	}
+
+	// Without a server: flush marks the message due and the next start
+	// delivers it.
+	token = o.submit(t, "z@remote.test")
+	testnet.WaitFor(10*time.Second, func() bool {
+		envs := envelopes(t, o.box)
+		return len(envs) == 1 && envs[0].Recipients[0].Attempts == 1
+	})
+	o.box.Stop()
+	if out := o.box.CLI("queue", "flush"); !strings.Contains(out, "no server is running: 1 message(s)") {
+		t.Errorf("queue flush without a server: %s", out)
+	}
+	envs := envelopes(t, o.box)
+	if len(envs) != 1 || !envs[0].NextAttempt.IsZero() {
+		t.Fatalf("flush without a server did not mark the message due")
+	}
+	list := o.box.CLI("queue", "list")
+	if !strings.Contains(list, "next attempt now") || !strings.Contains(list, "1 message(s)") {
+		t.Errorf("queue list:\n%s", list)
+	}
+	o.box.CLI("queue", "del", envs[0].ID)
+	if len(envelopes(t, o.box)) != 0 {
+		t.Errorf("queue del without a server left the message")
 	}
 }
