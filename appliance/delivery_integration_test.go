@@ -791,3 +791,40 @@ func TestDeliveryQueueCommands(t *testing.T) {
 		t.Errorf("queue del without a server left the message")
 	}
 }
+
+// SIZE (RFC 1870): a message larger than the receiver's limit is not
+// sent; the sender gets a bounce at once.
+func TestDeliverySizeLimit(t *testing.T) {
+	o := newOutLAN(t)
+	pf := testnet.StartPostfix(t, o.mx2, 25, []string{"remote.test"}, nil, "message_size_limit = 4000")
+	o.start()
+	token := fmt.Sprintf("tok-%d", time.Now().UnixNano())
+	cmd := o.client.Command("swaks", "--server", boxIP, "--port", "587", "--tls", "--auth", "PLAIN",
+		"--auth-user", "bob", "--auth-password", bobPass, "--from", "bob@example.test", "--to", "x@remote.test",
+		"--header", tokenHdr+": "+token, "--body", strings.Repeat("twelve bytes\n", 800), "--timeout", "20")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("swaks: %v\n%s", err, out)
+	}
+	var bounce string
+	if !testnet.WaitFor(15*time.Second, func() bool {
+		m := containing(o.box.MaildirText("bob"), token)
+		if len(m) > 0 {
+			bounce = m[0]
+		}
+		return len(m) > 0
+	}) {
+		t.Fatalf("no bounce:\n%s", o.box.CLI("queue", "list"))
+	}
+	checkBounce(t, bounce, token, []string{"x@remote.test"}, "5.3.4")
+	// Our own check, from the SIZE the server announced: the server never
+	// saw a MAIL FROM for it (it would have answered 552).
+	if !strings.Contains(bounce, "exceeds the server's SIZE limit of 4000") {
+		t.Errorf("the bounce does not come from the SIZE check:\n%s", bounce)
+	}
+	if strings.Contains(pf.Log(), "552") || strings.Contains(pf.Log(), "message-id") {
+		t.Errorf("the message was offered to the receiver:\n%s", pf.Log())
+	}
+	if len(pf.Delivered("")) != 0 {
+		t.Errorf("the receiver took the message")
+	}
+}
