@@ -120,6 +120,7 @@ type item struct {
 	env     *Envelope
 	busy    bool // jobs in flight
 	del     bool // delete when the jobs are done
+	gone    bool // the message file vanished (its commit was undone)
 	pending int  // jobs not finished
 	results map[int]error
 }
@@ -366,6 +367,13 @@ func (r *Runner) send(ctx context.Context, j *job) []error {
 	res := make([]error, len(rcpts))
 	f, err := os.Open(r.Queue.MsgPath(env.ID))
 	if err != nil {
+		if os.IsNotExist(err) {
+			// Seen between the store placing it and undoing a failed
+			// commit: the client was told to try again, so it is not ours.
+			r.mu.Lock()
+			j.it.gone = true
+			r.mu.Unlock()
+		}
 		for k := range res {
 			res[k] = fmt.Errorf("queue: message file: %w", err)
 		}
@@ -405,10 +413,14 @@ func (r *Runner) finish(it *item) {
 	results := it.results
 	it.results = nil
 	del := it.del
+	gone := it.gone
 	r.mu.Unlock()
 	env := it.env
 	id := env.ID
-	if del {
+	if gone {
+		r.Log.Warn("queue: message file gone; envelope removed", "id", id)
+	}
+	if del || gone {
 		r.Queue.Remove(id)
 		r.drop(id)
 		return
