@@ -136,3 +136,35 @@ func TestStatusClassFollowsAction(t *testing.T) {
 		}
 	}
 }
+
+// Headers reads whatever a sender put in a message: it must stay bounded,
+// end every line with CRLF and stop at the first empty line.
+func FuzzHeaders(f *testing.F) {
+	f.Add([]byte(original))
+	f.Add([]byte("A: 1\nB: 2\n\nbody"))
+	f.Add([]byte("\r\n\r\n"))
+	f.Add([]byte("X: \r\r\n\tcont\r\n"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		out, err := Headers(bytes.NewReader(in))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(out) > MaxHeaders+2 {
+			t.Fatalf("%d bytes out of a %d-byte limit", len(out), MaxHeaders)
+		}
+		for _, l := range strings.SplitAfter(string(out), "\r\n") {
+			if l == "" {
+				continue
+			}
+			if !strings.HasSuffix(l, "\r\n") || l == "\r\n" {
+				t.Fatalf("bad line %q in %q", l, out)
+			}
+		}
+		// The report built around them still parses as a message.
+		r := reports()["failure"]
+		r.Headers = out
+		if _, err := mail.ReadMessage(bytes.NewReader(r.Bytes())); err != nil {
+			t.Fatalf("report does not parse: %v", err)
+		}
+	})
+}
