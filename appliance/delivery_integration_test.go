@@ -828,3 +828,48 @@ func TestDeliverySizeLimit(t *testing.T) {
 		t.Errorf("the receiver took the message")
 	}
 }
+
+// SIGTERM in the middle of deliveries: the server stops within its grace
+// period, what was not delivered stays queued without a counted attempt,
+// and the next start delivers it.
+func TestDeliveryShutdownKeepsQueue(t *testing.T) {
+	o := newOutLAN(t, func(b *testnet.Box) {
+		b.CLI("relay", "add", outNet+".10/32")
+		b.CLI("config", "set", "delivery.max_connections_per_domain", "2")
+	})
+	sink := o.mx2.StartSink(25, "-w", "2")
+	o.start()
+	const n = 10
+	if out, err := o.client.Output("smtp-source", "-m", fmt.Sprint(n), "-s", "2", "-f", "bob@example.test", "-t", "x@remote.test", boxIP+":25"); err != nil {
+		t.Fatalf("smtp-source: %v\n%s", err, out)
+	}
+	testnet.WaitFor(10*time.Second, func() bool { return sink.Count() >= 1 })
+	start := time.Now()
+	o.box.Stop()
+	if el := time.Since(start); el > 5*time.Second {
+		t.Errorf("SIGTERM took %v with deliveries in flight", el)
+	}
+	envs := envelopes(t, o.box)
+	t.Logf("stopped with %d delivered, %d queued", sink.Count(), len(envs))
+	if len(envs) == 0 {
+		t.Fatalf("nothing left in the queue: the stop was not in the middle of delivery")
+	}
+	for _, e := range envs {
+		if a := e.Recipients[0].Attempts; a != 0 {
+			t.Errorf("%s: an interrupted delivery counted as attempt %d (%s)", e.ID, a, e.Recipients[0].LastError)
+		}
+	}
+	o.box.Start(587)
+	ids := map[string]bool{}
+	if !testnet.WaitFor(60*time.Second, func() bool {
+		for _, m := range sink.Messages() {
+			if id := queueID.FindStringSubmatch(m); id != nil {
+				ids[id[1]] = true
+			}
+		}
+		return len(ids) >= n
+	}) {
+		t.Fatalf("%d of %d arrived after the restart", len(ids), n)
+	}
+	waitQueueEmpty(t, o.box, 10*time.Second)
+}

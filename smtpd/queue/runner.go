@@ -310,8 +310,8 @@ func (r *Runner) dispatch(now time.Time) time.Time {
 // startWorkers starts a worker for each domain with waiting jobs, within
 // the connection limits. r.mu is held.
 func (r *Runner) startWorkers() {
-	if r.ctx == nil {
-		return
+	if r.ctx == nil || r.ctx.Err() != nil {
+		return // not running yet, or shutting down
 	}
 	for d, dq := range r.domains {
 		for len(dq.jobs) > dq.workers && dq.workers < r.set.MaxConnsPerDomain && r.conns < r.set.MaxConns {
