@@ -2,7 +2,7 @@ package queue
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"io"
 	"sync"
 	"testing"
@@ -82,7 +82,6 @@ func TestRunnerRetriesOnSchedule(t *testing.T) {
 	if len(notices) != 0 {
 		t.Errorf("notices: %v", notices)
 	}
-	_ = errors.New
 }
 
 type permErr struct{}
@@ -130,5 +129,54 @@ func TestRunnerReportsPermanentFailure(t *testing.T) {
 	}
 	if ids, _ := q.List(); len(ids) != 0 {
 		t.Errorf("message left in the queue: %v", ids)
+	}
+}
+
+// blocking holds every Send until its context ends.
+type blocking struct{}
+
+func (blocking) Send(ctx context.Context, domain, from string, rcpts []string, body *io.SectionReader) []error {
+	<-ctx.Done()
+	out := make([]error, len(rcpts))
+	for i := range out {
+		out[i] = tempErr{}
+	}
+	return out
+}
+
+// Stopping with deliveries in flight and jobs waiting returns at once and
+// leaves every message queued without a counted attempt.
+func TestRunnerStopsPromptly(t *testing.T) {
+	q, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := DefaultSettings()
+	set.MaxConnsPerDomain = 1
+	r := NewRunner(q, blocking{}, nil, set, nil)
+	for i := range 5 {
+		enqueue(t, q, &Envelope{ID: fmt.Sprintf("s%d", i), From: "a@x.test", Recipients: []Recipient{{Addr: "b@y.test", State: Pending}}, Received: time.Now()})
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	time.Sleep(200 * time.Millisecond)
+	start := time.Now()
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+		t.Fatal("Run did not return within 2s of cancel")
+	}
+	t.Logf("stopped in %v", time.Since(start))
+	ids, _ := q.List()
+	if len(ids) != 5 {
+		t.Fatalf("%d messages left, want 5", len(ids))
+	}
+	for _, id := range ids {
+		env, err := q.Load(id)
+		if err != nil || env.Recipients[0].Attempts != 0 {
+			t.Errorf("%s: %+v %v", id, env, err)
+		}
 	}
 }
