@@ -9,6 +9,9 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/net/ipv4"
+	"golang.org/x/sys/unix"
+
 	"concierge/nbt/wire"
 )
 
@@ -21,6 +24,10 @@ type respond func(b []byte) error
 // readLoop reads datagrams from one interface's socket.
 func (s *Server) readLoop(l *link) {
 	defer s.wg.Done()
+	if l.p4 != nil {
+		s.readBatches(l)
+		return
+	}
 	buf := make([]byte, wire.MaxUDP+1)
 	for {
 		n, src, bcast, err := l.read(buf)
@@ -36,12 +43,106 @@ func (s *Server) readLoop(l *link) {
 			s.stats.malformed.Add(1)
 			continue
 		}
-		s.handle(l, src, bcast, buf[:n], func(b []byte) error { return l.send(b, src) })
+		direct := func(b []byte) error { return l.send(b, src) }
+		s.handle(l, src, bcast, buf[:n], direct, direct)
 	}
 }
 
-// handle processes one message from src that arrived on l.
-func (s *Server) handle(l *link, src netip.AddrPort, bcast bool, msg []byte, out respond) {
+// batchSize is how many datagrams one recvmmsg/sendmmsg moves; spinFor
+// is how long a reader polls after the last datagram before it sleeps.
+const (
+	batchSize = 16
+	spinFor   = 50 * time.Microsecond
+)
+
+// readBatches reads up to batchSize datagrams per system call and sends
+// the answers to all of them with one more.
+func (s *Server) readBatches(l *link) {
+	in := make([]ipv4.Message, batchSize)
+	bufs := make([][]byte, batchSize)
+	out := make([]ipv4.Message, batchSize)
+	outBufs := make([][]byte, batchSize)
+	oob := l.src.Marshal()
+	for i := range in {
+		bufs[i] = make([]byte, wire.MaxUDP+1)
+		in[i].Buffers = [][]byte{bufs[i]}
+		in[i].OOB = ipv4.NewControlMessage(ipv4.FlagDst | ipv4.FlagInterface)
+		outBufs[i] = make([]byte, 0, wire.MaxUDP)
+		out[i].Buffers = [][]byte{nil}
+		out[i].OOB = oob
+	}
+	bcastAll := netip.AddrFrom4([4]byte{255, 255, 255, 255})
+	var cm ipv4.ControlMessage
+	var last time.Time // when the last datagram came
+	for {
+		for i := range in {
+			in[i].OOB = in[i].OOB[:cap(in[i].OOB)]
+		}
+		// Right after traffic, poll without sleeping for a moment: under
+		// load the next request is usually microseconds away, and waking
+		// a parked reader costs more than that.
+		flags := 0
+		if !last.IsZero() && time.Since(last) < spinFor {
+			flags = unix.MSG_DONTWAIT
+		}
+		n, err := l.p4.ReadBatch(in, flags)
+		if flags != 0 && errors.Is(err, unix.EAGAIN) {
+			continue
+		}
+		if err == nil && n > 0 {
+			last = time.Now()
+		}
+		if err != nil {
+			if s.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			s.log.Warn("nbt: read", "interface", l.ifc.Name, "err", err)
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		queued := 0
+		for i := 0; i < n; i++ {
+			m := &in[i]
+			src := udpAddrPort(m.Addr)
+			if m.N > wire.MaxUDP || !src.IsValid() {
+				s.stats.malformed.Add(1)
+				continue
+			}
+			bcast := false
+			if err := cm.Parse(m.OOB[:m.NN]); err == nil && cm.Dst != nil {
+				d, _ := netip.AddrFromSlice(cm.Dst.To4())
+				bcast = d == l.ifc.Broadcast || d == bcastAll
+			}
+			addr := m.Addr
+			now := func(b []byte) error {
+				if queued == batchSize {
+					return l.send(b, src)
+				}
+				outBufs[queued] = append(outBufs[queued][:0], b...)
+				out[queued].Buffers[0] = outBufs[queued]
+				out[queued].Addr = addr
+				queued++
+				return nil
+			}
+			later := func(b []byte) error { return l.send(b, src) }
+			s.handle(l, src, bcast, bufs[i][:m.N], now, later)
+		}
+		for sent := 0; sent < queued; {
+			k, err := l.p4.WriteBatch(out[sent:queued], 0)
+			if err != nil {
+				s.stats.sendErrors.Add(uint64(queued - sent))
+				s.log.Debug("nbt: send", "err", err)
+				break
+			}
+			sent += k
+		}
+	}
+}
+
+// handle processes one message from src that arrived on l. Answers go out
+// through out while handle runs, and through later after it returned
+// (the end of a challenge).
+func (s *Server) handle(l *link, src netip.AddrPort, bcast bool, msg []byte, out, later respond) {
 	a := src.Addr()
 	if s.isOwnAddr(a) && src.Port() == uint16(l.port) {
 		return // our own broadcast, looped back
@@ -91,7 +192,7 @@ func (s *Server) handle(l *link, src netip.AddrPort, bcast bool, msg []byte, out
 			s.defend(l, p, src, out)
 			return
 		}
-		s.register(l, p, src, now, out)
+		s.register(l, p, src, now, out, later)
 	case wire.KindOverwriteDemand:
 		if o := s.findOwn(p.Questions[0].Name); o != nil && !o.group && o.state.Load() == stateActive {
 			s.log.Warn("nbt: another node demands one of our names", "name", o.name.String(), "node", a)
@@ -215,7 +316,7 @@ func (s *Server) defend(l *link, p *wire.Packet, src netip.AddrPort, out respond
 
 // register handles a registration, refresh or multi-homed registration
 // sent to us as NBNS (RFC 1001 15.2.2, RFC 1002 5.1.4.1).
-func (s *Server) register(l *link, p *wire.Packet, src netip.AddrPort, now time.Time, out respond) {
+func (s *Server) register(l *link, p *wire.Packet, src netip.AddrPort, now time.Time, out, later respond) {
 	if !s.cfg.WINS {
 		s.stats.ignored.Add(1)
 		return
@@ -243,14 +344,14 @@ func (s *Server) register(l *link, p *wire.Packet, src netip.AddrPort, now time.
 	case regFull:
 		s.send(wire.NewRegistrationResponse(p, wire.RcodeSrvErr, 0), out)
 	case regConflict:
-		s.challengeOwner(l, p, n, e, cur, ttl, out)
+		s.challengeOwner(l, p, n, e, cur, ttl, out, later)
 	}
 }
 
 // challengeOwner answers a conflicting unique registration with a WACK,
 // then queries the current owner (RFC 1001 15.2.2.2): if it still answers
 // for the name the registration is refused, otherwise it succeeds.
-func (s *Server) challengeOwner(l *link, p *wire.Packet, n wire.Name, e wire.NB, cur netip.Addr, ttl time.Duration, out respond) {
+func (s *Server) challengeOwner(l *link, p *wire.Packet, n wire.Name, e wire.NB, cur netip.Addr, ttl time.Duration, out, later respond) {
 	wait := s.cfg.ChallengeTimeout*time.Duration(s.cfg.ChallengeTries) + time.Second
 	k := key(n)
 	s.mu.Lock()
@@ -284,12 +385,12 @@ func (s *Server) challengeOwner(l *link, p *wire.Packet, n wire.Name, e wire.NB,
 		}
 		if alive {
 			s.log.Info("nbt: owner defends the name; registration refused", "name", n.String(), "owner", cur, "requester", e.Addr)
-			s.send(wire.NewRegistrationResponse(p, wire.RcodeActErr, 0), out)
+			s.send(wire.NewRegistrationResponse(p, wire.RcodeActErr, 0), later)
 			return
 		}
 		s.log.Info("nbt: owner is gone; name registered to the new node", "name", n.String(), "old", cur, "new", e.Addr)
 		s.table.replace(n, e.Addr, e.Flags, ttl, time.Now())
-		s.send(wire.NewRegistrationResponse(p, wire.RcodeOK, ttlSeconds(ttl)), out)
+		s.send(wire.NewRegistrationResponse(p, wire.RcodeOK, ttlSeconds(ttl)), later)
 	}()
 }
 
@@ -420,7 +521,7 @@ func (s *Server) serveTCP(l *link, c net.Conn, src netip.AddrPort) {
 		}
 		// Each message gets its own copy: a challenge answers later.
 		msg := append([]byte(nil), buf[:n]...)
-		s.handle(l, src, false, msg, out)
+		s.handle(l, src, false, msg, out, out)
 	}
 }
 

@@ -271,7 +271,7 @@ func (s *Server) serve(links []*link) error {
 }
 
 // readers is the number of goroutines reading each UDP socket.
-const readers = 2
+const readers = 1
 
 // Claimed is closed once the box's names are claimed or in conflict.
 func (s *Server) Claimed() <-chan struct{} { return s.claimed }

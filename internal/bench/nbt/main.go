@@ -1,0 +1,512 @@
+// Command nbt benchmarks unicast NetBIOS name queries: a closed-loop load
+// generator in a client namespace asks for the server's own name with 1, 4
+// and 16 concurrent requesters for 10 s each, against concierge (the real
+// binary, only the NetBIOS service on) and against Samba's nmbd, each
+// started by the benchmark in a server namespace on the same bridged LAN.
+// It prints queries per second, p50 and p99 latency, the ratio, and the
+// memory the NetBIOS part adds to concierge (RSS with nbt on, peak under
+// load, minus RSS with nbt off) next to nmbd's.
+//
+// Run as root: go run ./internal/bench/nbt [-duration 10s] [-levels 1,4,16]
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/net/ipv4"
+	"golang.org/x/sys/unix"
+
+	"concierge/nbt/wire"
+)
+
+var (
+	duration = flag.Duration("duration", 10*time.Second, "load per concurrency level")
+	levelsF  = flag.String("levels", "1,4,16", "concurrent requesters")
+	timeout  = flag.Duration("timeout", 200*time.Millisecond, "a query unanswered this long counts as lost")
+)
+
+const (
+	prefix   = "nbtb"
+	srvAddr  = "10.77.250.1"
+	cliAddr  = "10.77.250.2"
+	netBits  = "/24"
+	nbName   = "BENCHBOX"
+	workgrp  = "BENCHGRP"
+	basePort = 137
+)
+
+func main() {
+	flag.Parse()
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "nbt bench:", err)
+		os.Exit(1)
+	}
+}
+
+type result struct {
+	qps       float64
+	p50, p99  time.Duration
+	lost, sum int
+	srvCPU    float64 // server CPU time / wall time
+	genCPU    float64 // load generator CPU time / wall time
+}
+
+// cpu returns the user+system CPU time of a process in seconds.
+func cpu(pid int) float64 {
+	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	s := string(data)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 {
+		f := strings.Fields(s[i+1:])
+		if len(f) > 13 {
+			u, _ := strconv.Atoi(f[11])
+			k, _ := strconv.Atoi(f[12])
+			return float64(u+k) / 100 // USER_HZ
+		}
+	}
+	return 0
+}
+
+// measure runs load and accounts the CPU of the server and of this process.
+func measure(cli string, n, pid int) (result, error) {
+	s0, g0, t0 := cpu(pid), cpu(os.Getpid()), time.Now()
+	r, err := load(cli, n)
+	el := time.Since(t0).Seconds()
+	r.srvCPU, r.genCPU = (cpu(pid)-s0)/el, (cpu(os.Getpid())-g0)/el
+	return r, err
+}
+
+func run() error {
+	if os.Geteuid() != 0 {
+		return errors.New("needs root (network namespaces)")
+	}
+	for _, tool := range []string{"ip", "/usr/sbin/nmbd"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Errorf("needs %s: %v (make test-deps installs samba)", tool, err)
+		}
+	}
+	var levels []int
+	for _, f := range strings.Split(*levelsF, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return fmt.Errorf("-levels: %q", f)
+		}
+		levels = append(levels, n)
+	}
+	work, err := os.MkdirTemp("", "nbt-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	bin := filepath.Join(work, "concierge")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/concierge")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build: %v\n%s", err, out)
+	}
+
+	id := fmt.Sprintf("%s%d", prefix, os.Getpid()%100000)
+	sw, srv, cli := id+"sw", id+"srv", id+"cli"
+	cleanup := func() {
+		for _, ns := range []string{srv, cli, sw} {
+			out, _ := exec.Command("ip", "netns", "pids", ns).Output()
+			for _, f := range strings.Fields(string(out)) {
+				if pid, err := strconv.Atoi(f); err == nil && pid > 1 {
+					syscall.Kill(pid, syscall.SIGKILL)
+				}
+			}
+			exec.Command("ip", "netns", "del", ns).Run()
+		}
+	}
+	defer cleanup()
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() { <-sig; cleanup(); os.Exit(1) }()
+	if err := lanSetup(sw, srv, cli); err != nil {
+		return err
+	}
+
+	fmt.Printf("NetBIOS unicast name queries for %s<20>: closed loop from a client namespace, %v per level (GOMAXPROCS %d, %d CPUs)\n",
+		nbName, *duration, runtime.GOMAXPROCS(0), runtime.NumCPU())
+
+	// concierge: RSS with nbt off, then on, then under load.
+	base, err := startConcierge(bin, filepath.Join(work, "off"), srv, false)
+	if err != nil {
+		return err
+	}
+	time.Sleep(time.Second)
+	rssOff := rss(base.Process.Pid)
+	stop(base)
+	box, err := startConcierge(bin, filepath.Join(work, "on"), srv, true)
+	if err != nil {
+		return err
+	}
+	if err := waitAnswer(cli); err != nil {
+		stop(box)
+		return fmt.Errorf("concierge: %w", err)
+	}
+	rssOn := rss(box.Process.Pid)
+	var conc []result
+	for _, n := range levels {
+		r, err := measure(cli, n, box.Process.Pid)
+		if err != nil {
+			stop(box)
+			return err
+		}
+		conc = append(conc, r)
+	}
+	hwm := peak(box.Process.Pid)
+	stop(box)
+
+	nmbd, err := startNmbd(filepath.Join(work, "nmbd"), srv)
+	if err != nil {
+		return err
+	}
+	if err := waitAnswer(cli); err != nil {
+		stop(nmbd)
+		return fmt.Errorf("nmbd: %w", err)
+	}
+	var ref []result
+	for _, n := range levels {
+		r, err := measure(cli, n, nmbd.Process.Pid)
+		if err != nil {
+			stop(nmbd)
+			return err
+		}
+		ref = append(ref, r)
+	}
+	nmbdRSS := peak(nmbd.Process.Pid)
+	stop(nmbd)
+
+	fmt.Printf("\n%-10s | %-30s | %-30s | %s\n", "requesters", "concierge q/s   p50      p99", "nmbd q/s        p50      p99", "ratio")
+	for i, n := range levels {
+		c, r := conc[i], ref[i]
+		fmt.Printf("%-10d | %8.0f  %8s %8s   | %8.0f  %8s %8s   | %.2fx\n", n, c.qps, us(c.p50), us(c.p99), r.qps, us(r.p50), us(r.p99), c.qps/r.qps)
+		fmt.Printf("%-10s   CPU: concierge %.0f%% (generator %.0f%%), nmbd %.0f%% (generator %.0f%%)\n", "", 100*c.srvCPU, 100*c.genCPU, 100*r.srvCPU, 100*r.genCPU)
+		if c.lost+r.lost > 0 {
+			fmt.Printf("%-10s   lost: concierge %d of %d, nmbd %d of %d\n", "", c.lost, c.sum, r.lost, r.sum)
+		}
+	}
+	fmt.Printf("\nmemory: concierge RSS %.1f MB with nbt off, %.1f MB with nbt on, %.1f MB peak under load: the NetBIOS part adds %.1f MB; nmbd peak RSS %.1f MB\n",
+		mb(rssOff), mb(rssOn), mb(hwm), mb(hwm-rssOff), mb(nmbdRSS))
+	return nil
+}
+
+func us(d time.Duration) string { return fmt.Sprintf("%dµs", d.Microseconds()) }
+func mb(kb int) float64         { return float64(kb) / 1024 }
+
+func ipCmd(args ...string) error {
+	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+		return fmt.Errorf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+// lanSetup makes a bridge namespace and two hosts on it.
+func lanSetup(sw, srv, cli string) error {
+	cmds := [][]string{
+		{"netns", "add", sw}, {"-n", sw, "link", "add", "br0", "type", "bridge"}, {"-n", sw, "link", "set", "br0", "up"},
+	}
+	for i, h := range []struct{ ns, addr string }{{srv, srvAddr}, {cli, cliAddr}} {
+		port := fmt.Sprintf("p%d", i)
+		cmds = append(cmds, []string{"netns", "add", h.ns},
+			[]string{"link", "add", "eth0", "netns", h.ns, "type", "veth", "peer", "name", port, "netns", sw},
+			[]string{"-n", sw, "link", "set", port, "master", "br0", "up"},
+			[]string{"-n", h.ns, "link", "set", "lo", "up"},
+			[]string{"-n", h.ns, "addr", "add", h.addr + netBits, "brd", "+", "dev", "eth0"},
+			[]string{"-n", h.ns, "link", "set", "eth0", "up"})
+	}
+	for _, c := range cmds {
+		if err := ipCmd(c...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func startConcierge(bin, data, ns string, nbt bool) (*exec.Cmd, error) {
+	if err := os.MkdirAll(data, 0o700); err != nil {
+		return nil, err
+	}
+	for _, kv := range [][2]string{
+		{"smtp.mx_listen", ""}, {"smtp.submission_listen", ""}, {"smtp.submission_tls_listen", ""},
+		{"pop3.listen", ""}, {"pop3.tls_listen", ""}, {"hostname", "bench.example.test"},
+		{"nbt.enabled", strconv.FormatBool(nbt)}, {"nbt.interfaces", "eth0"}, {"nbt.name", nbName}, {"nbt.workgroup", workgrp},
+		// The load comes from one address: lift the per-source limit
+		// (its check still runs for every packet).
+		{"nbt.rate_limit", "10000000"}, {"nbt.rate_burst", "10000000"},
+	} {
+		if out, err := exec.Command(bin, "-data", data, "config", "set", kv[0], kv[1]).CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("concierge config set %s: %v\n%s", kv[0], err, out)
+		}
+	}
+	cmd := exec.Command("ip", "netns", "exec", ns, bin, "-data", data, "serve", "-log", "warn")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	// ip netns exec execs the command: the PID is concierge's.
+	return cmd, nil
+}
+
+func startNmbd(dir, ns string) (*exec.Cmd, error) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "[global]\n netbios name = %s\n workgroup = %s\n interfaces = eth0\n bind interfaces only = yes\n"+
+		" local master = no\n domain master = no\n preferred master = no\n log level = 0\n", nbName, workgrp)
+	for _, d := range []string{"lock directory", "state directory", "cache directory", "pid directory", "private dir", "ncalrpc dir"} {
+		sub := filepath.Join(dir, strings.ReplaceAll(d, " ", "_"))
+		if err := os.MkdirAll(sub, 0o755); err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(&b, " %s = %s\n", d, sub)
+	}
+	fmt.Fprintf(&b, " log file = %s/log.nmbd\n", dir)
+	conf := filepath.Join(dir, "smb.conf")
+	if err := os.WriteFile(conf, []byte(b.String()), 0o644); err != nil {
+		return nil, err
+	}
+	cmd := exec.Command("ip", "netns", "exec", ns, "/usr/sbin/nmbd", "-F", "--no-process-group", "-s", conf)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	return cmd, cmd.Start()
+}
+
+func stop(cmd *exec.Cmd) {
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		<-done
+	}
+}
+
+// rss and peak read VmRSS and VmHWM in kB.
+func rss(pid int) int  { return status(pid, "VmRSS:") }
+func peak(pid int) int { return status(pid, "VmHWM:") }
+
+func status(pid int, key string) int {
+	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for _, l := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(l, key) {
+			f := strings.Fields(l)
+			if len(f) >= 2 {
+				n, _ := strconv.Atoi(f[1])
+				return n
+			}
+		}
+	}
+	return 0
+}
+
+// inNS runs fn on a thread in namespace ns; sockets it opens stay there.
+func inNS(ns string, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer orig.Close()
+		target, err := os.Open(filepath.Join("/var/run/netns", ns))
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer target.Close()
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- err
+			return
+		}
+		ferr := fn()
+		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- err // the thread stays locked and dies with the goroutine
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
+	}()
+	return <-errc
+}
+
+func sockets(ns string, n int) ([]*net.UDPConn, error) {
+	var cs []*net.UDPConn
+	err := inNS(ns, func() error {
+		for range n {
+			c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(cliAddr)})
+			if err != nil {
+				return err
+			}
+			cs = append(cs, c)
+		}
+		return nil
+	})
+	return cs, err
+}
+
+// waitAnswer waits up to 30 s for the server to answer a query.
+func waitAnswer(cli string) error {
+	cs, err := sockets(cli, 1)
+	if err != nil {
+		return err
+	}
+	defer cs[0].Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, ok := ask(cs[0], uint16(rand.Uint32()), 300*time.Millisecond, make([]byte, 1500)); ok {
+			time.Sleep(500 * time.Millisecond)
+			return nil
+		}
+	}
+	return errors.New("no answer to a name query within 30s")
+}
+
+var (
+	dst      = netip.AddrPortFrom(netip.MustParseAddr(srvAddr), basePort)
+	question = wire.MustName(nbName, 0x20, "")
+)
+
+// ask sends one query and waits for the answer with its ID.
+func ask(c *net.UDPConn, id uint16, d time.Duration, buf []byte) (time.Duration, bool) {
+	q, _ := wire.NewQuery(id, question, false, true).Pack()
+	start := time.Now()
+	if _, err := c.WriteToUDPAddrPort(q, dst); err != nil {
+		return 0, false
+	}
+	c.SetReadDeadline(start.Add(d))
+	for {
+		n, _, err := c.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			return 0, false
+		}
+		if n >= 12 && uint16(buf[0])<<8|uint16(buf[1]) == id && buf[3]&0x0f == 0 {
+			return time.Since(start), true
+		}
+	}
+}
+
+// load runs n closed-loop requesters for the duration: each has one query
+// outstanding and sends the next when its answer arrives (or after the
+// timeout, counted as lost). One goroutine drives them all over one socket
+// with recvmmsg/sendmmsg, so the generator spends as little CPU per query
+// as it can and the servers get the rest of the machine.
+func load(cli string, n int) (result, error) {
+	cs, err := sockets(cli, 1)
+	if err != nil {
+		return result{}, err
+	}
+	c := cs[0]
+	defer c.Close()
+	pc := ipv4.NewPacketConn(c)
+	q, _ := wire.NewQuery(0, question, false, true).Pack()
+	to := net.UDPAddrFromAddrPort(dst)
+	type req struct {
+		id   uint16
+		sent time.Time
+		pkt  []byte
+	}
+	reqs := make([]req, n)
+	out := make([]ipv4.Message, n)
+	in := make([]ipv4.Message, n)
+	for i := range n {
+		reqs[i].pkt = append([]byte(nil), q...)
+		out[i].Buffers = [][]byte{nil}
+		out[i].Addr = to
+		in[i].Buffers = [][]byte{make([]byte, 1500)}
+	}
+	seq := uint16(rand.Uint32())
+	queued := 0
+	next := func(i int, now time.Time) {
+		seq++
+		id := seq<<5 | uint16(i) // the low bits name the requester
+		reqs[i].id, reqs[i].sent = id, now
+		reqs[i].pkt[0], reqs[i].pkt[1] = byte(id>>8), byte(id)
+		out[queued].Buffers[0] = reqs[i].pkt
+		queued++
+	}
+	flush := func() error {
+		for sent := 0; sent < queued; {
+			k, err := pc.WriteBatch(out[sent:queued], 0)
+			if err != nil {
+				return err
+			}
+			sent += k
+		}
+		queued = 0
+		return nil
+	}
+	lat := make([]time.Duration, 0, 1<<20)
+	lost := 0
+	start := time.Now()
+	end := start.Add(*duration)
+	for i := range n {
+		next(i, start)
+	}
+	if err := flush(); err != nil {
+		return result{}, err
+	}
+	lastCheck := start
+	for {
+		c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+		k, err := pc.ReadBatch(in, 0)
+		now := time.Now()
+		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			return result{}, err
+		}
+		if now.After(end) {
+			break
+		}
+		for j := 0; j < k; j++ {
+			b := in[j].Buffers[0][:in[j].N]
+			if len(b) < 12 || b[3]&0x0f != 0 {
+				continue
+			}
+			id := uint16(b[0])<<8 | uint16(b[1])
+			i := int(id & 31)
+			if i >= n || reqs[i].id != id {
+				continue
+			}
+			lat = append(lat, now.Sub(reqs[i].sent))
+			next(i, now)
+		}
+		if now.Sub(lastCheck) > *timeout/4 {
+			lastCheck = now
+			for i := range reqs {
+				if now.Sub(reqs[i].sent) > *timeout {
+					lost++
+					next(i, now)
+				}
+			}
+		}
+		if err := flush(); err != nil {
+			return result{}, err
+		}
+	}
+	el := time.Since(start)
+	r := result{lost: lost, sum: len(lat) + lost}
+	if len(lat) == 0 {
+		return r, errors.New("no query answered")
+	}
+	slices.Sort(lat)
+	r.qps = float64(len(lat)) / el.Seconds()
+	r.p50 = lat[len(lat)/2]
+	r.p99 = lat[len(lat)*99/100]
+	return r, nil
+}
