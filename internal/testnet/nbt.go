@@ -3,6 +3,7 @@ package testnet
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -214,4 +215,22 @@ func (c *Capture) Stop(display string) (matched string, all string) {
 		return string(out)
 	}
 	return read("-Y", display), read()
+}
+
+// Join attaches host h, which lives on another LAN, to this LAN too: a
+// second interface ifname with address prefix.n and a broadcast address.
+func (l *LAN) Join(h *Host, ifname string, n int) netip.Addr {
+	l.t.Helper()
+	a := l.prefix.Addr().As4()
+	a[3] = byte(n)
+	addr := netip.AddrFrom4(a)
+	l.mu.Lock()
+	port := fmt.Sprintf("j%d", len(l.hosts))
+	l.hosts = append(l.hosts, &Host{lan: l, Name: h.Name + "-" + ifname, NS: h.NS, Addr: addr, IF: ifname})
+	l.mu.Unlock()
+	run(l.t, "ip", "link", "add", ifname, "netns", h.NS, "type", "veth", "peer", "name", port, "netns", l.sw)
+	run(l.t, "ip", "-n", l.sw, "link", "set", port, "master", "br0", "up")
+	run(l.t, "ip", "-n", h.NS, "addr", "add", fmt.Sprintf("%s/%d", addr, l.prefix.Bits()), "brd", "+", "dev", ifname)
+	run(l.t, "ip", "-n", h.NS, "link", "set", ifname, "up")
+	return addr
 }

@@ -480,3 +480,90 @@ func TestNBTFlood(t *testing.T) {
 	}
 	t.Logf("dropped malformed: %s", m[1])
 }
+
+// Safety: with two LANs the box runs one socket per interface and answers
+// each from the address (and with the MAC) of the interface the request
+// came in on; a query from outside the interface's subnets is ignored
+// until nbt.allow_remote is set, which applies live.
+func TestNBTTwoInterfacesAndRemote(t *testing.T) {
+	testnet.Require(t, "nmblookup", "nbtscan", "tshark")
+	lanA := testnet.NewLAN(t, "10.77.10.0/24")
+	lanB := testnet.NewLAN(t, "10.77.11.0/24")
+	boxH, pcA := lanA.AddHost("box", 1), lanA.AddHost("pca", 2)
+	pcB := lanB.AddHost("pcb", 2)
+	boxB := lanB.Join(boxH, "eth1", 1)
+	box := nbtBox(t, boxH, "nbt.interfaces", "") // every interface with a broadcast address
+	capture(t, boxH)
+	startBox(t, box)
+	time.Sleep(time.Second)
+
+	out, err := pcA.Nmblookup("-B", lanA.Broadcast().String(), "CONCIERGE#20")
+	if err != nil || !strings.Contains(out, boxH.Addr.String()+" CONCIERGE<20>") {
+		t.Errorf("LAN A: %v\n%s", err, out)
+	}
+	out, err = pcB.Nmblookup("-B", lanB.Broadcast().String(), "CONCIERGE#20")
+	if err != nil || !strings.Contains(out, boxB.String()+" CONCIERGE<20>") {
+		t.Errorf("LAN B: %v\n%s", err, out)
+	}
+	macB, _ := boxH.Output("cat", "/sys/class/net/eth1/address")
+	out, err = pcB.Output("nbtscan", "-v", "-s", ":", boxB.String())
+	if err != nil || !strings.Contains(out, boxB.String()+":MAC:"+strings.TrimSpace(macB)) {
+		t.Errorf("nbtscan on LAN B wants eth1's MAC %s: %v\n%s", macB, err, out)
+	}
+	// Exactly one answer per broadcast, from the interface's address and
+	// port 137.
+	c := pcB.ListenUDP(0)
+	q, _ := wire.NewQuery(0x77, wire.MustName("CONCIERGE", 0x00, ""), true, false).Pack()
+	c.WriteToUDPAddrPort(q, netip.AddrPortFrom(lanB.Broadcast(), 137))
+	buf := make([]byte, 1500)
+	answers := 0
+	c.SetReadDeadline(time.Now().Add(time.Second))
+	for {
+		n, from, err := c.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			break
+		}
+		answers++
+		p, perr := wire.Parse(buf[:n])
+		if perr != nil || from != netip.AddrPortFrom(boxB, 137) || nbAddrs(t, p)[0] != boxB.String() {
+			t.Errorf("answer from %v: %v %v", from, p, perr)
+		}
+	}
+	if answers != 1 {
+		t.Errorf("%d answers to one broadcast query, want 1", answers)
+	}
+
+	// A source outside LAN A's subnet, arriving on LAN A.
+	pcA.Run("ip", "addr", "add", "10.77.12.2/32", "dev", "eth0")
+	boxH.Run("ip", "route", "add", "10.77.12.0/24", "dev", "eth0")
+	var remote *net.UDPConn
+	if err := pcA.InNS(func() error {
+		var err error
+		remote, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP("10.77.12.2")})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer remote.Close()
+	dst := netip.AddrPortFrom(boxH.Addr, 137)
+	if r := exchange(t, remote, dst, wire.NewQuery(0x88, wire.MustName("CONCIERGE", 0x20, ""), false, true), time.Second); r != nil {
+		t.Errorf("answer to a query from outside the LAN: %v", r)
+	}
+	if r := exchange(t, remote, dst, wire.NewNodeStatusRequest(0x89, wire.Wildcard), time.Second); r != nil {
+		t.Errorf("node status answered outside the LAN: %v", r)
+	}
+	if names := box.CLI("nbt", "names"); !regexp.MustCompile(`dropped outside the LAN\s+2`).MatchString(names) {
+		t.Errorf("counter of remote drops:\n%s", names)
+	}
+	box.CLI("config", "set", "nbt.allow_remote", "true")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r := exchange(t, remote, dst, wire.NewQuery(0x90, wire.MustName("CONCIERGE", 0x20, ""), false, true), 300*time.Millisecond)
+		if r != nil && r.Kind() == wire.KindPositiveQuery {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("allow_remote did not apply:\n%s", box.Proc.Out.String())
+		}
+	}
+}
