@@ -82,8 +82,12 @@ type sizeVal struct {
 	clean bool
 }
 
-// maxSizeCache bounds the size cache; it is emptied when full.
-const maxSizeCache = 200000
+// maxSizeCache bounds the size cache (about 100 bytes an entry); it is
+// emptied when full.
+const maxSizeCache = 50000
+
+// readBufs are the buffers files are read through to size them.
+var readBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
 
 var sizeCache = struct {
 	sync.Mutex
@@ -107,12 +111,17 @@ func sizeOf(path string, fi fs.FileInfo) (int64, bool, error) {
 		return 0, false, err
 	}
 	defer f.Close()
+	bp := readBufs.Get().(*[]byte)
+	defer readBufs.Put(bp)
+	buf := *bp
 	var c counter
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := f.Read(buf)
+	// Read what the directory entry says is there; a read that returns
+	// less means the file ended (it is never appended to).
+	for left := fi.Size(); left > 0; {
+		n, err := f.Read(buf[:min(int64(len(buf)), left)])
 		c.add(buf[:n])
-		if err == io.EOF {
+		left -= int64(n)
+		if err == io.EOF || n == 0 {
 			break
 		}
 		if err != nil {

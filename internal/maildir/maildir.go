@@ -230,10 +230,19 @@ func (m *Maildrop) Open(i int) (io.ReadCloser, error) {
 		return nil, fmt.Errorf("maildir: %w", err)
 	}
 	if msg.clean {
-		return f, nil
+		// The size is known: stop there, without one more read to
+		// learn about the end of the file.
+		return limitedFile{io.LimitReader(f, msg.size), f}, nil
 	}
 	return &crlfReader{f: f, r: bufio.NewReaderSize(f, 32<<10)}, nil
 }
+
+type limitedFile struct {
+	io.Reader
+	f *os.File
+}
+
+func (l limitedFile) Close() error { return l.f.Close() }
 
 // find looks for the file of uid in cur/.
 func (m *Maildrop) find(uid string) (string, bool) {
