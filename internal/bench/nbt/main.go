@@ -38,15 +38,18 @@ var (
 	duration = flag.Duration("duration", 10*time.Second, "load per concurrency level")
 	levelsF  = flag.String("levels", "1,4,16", "concurrent requesters")
 	timeout  = flag.Duration("timeout", 200*time.Millisecond, "a query unanswered this long counts as lost")
+	rounds   = flag.Int("rounds", 3, "rounds, alternating the servers at each level; the median is printed")
 	spin     = flag.Bool("spin", false, "busy-poll in the load generator instead of sleeping until an answer comes")
 )
 
 const (
 	prefix   = "nbtb"
-	srvAddr  = "10.77.250.1"
+	boxAddr  = "10.77.250.1"
 	cliAddr  = "10.77.250.2"
+	nmbdAddr = "10.77.250.3"
 	netBits  = "/24"
-	nbName   = "BENCHBOX"
+	boxName  = "BENCHBOX"
+	nmbdName = "BENCHNMBD"
 	workgrp  = "BENCHGRP"
 	basePort = 137
 )
@@ -83,11 +86,11 @@ func cpu(pid int) float64 {
 }
 
 // measure runs load and accounts the CPU of the server and of this process.
-func measure(cli string, n, pid int) (result, error) {
-	s0, g0, t0 := cpu(pid), cpu(os.Getpid()), time.Now()
-	r, err := load(cli, n)
+func measure(cli string, n int, tg *target) (result, error) {
+	s0, g0, t0 := cpu(tg.pid), cpu(os.Getpid()), time.Now()
+	r, err := load(cli, n, tg)
 	el := time.Since(t0).Seconds()
-	r.srvCPU, r.genCPU = (cpu(pid)-s0)/el, (cpu(os.Getpid())-g0)/el
+	r.srvCPU, r.genCPU = (cpu(tg.pid)-s0)/el, (cpu(os.Getpid())-g0)/el
 	return r, err
 }
 
@@ -103,8 +106,8 @@ func run() error {
 	var levels []int
 	for _, f := range strings.Split(*levelsF, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n < 1 {
-			return fmt.Errorf("-levels: %q", f)
+		if err != nil || n < 1 || n > 32 {
+			return fmt.Errorf("-levels: %q (1 to 32)", f)
 		}
 		levels = append(levels, n)
 	}
@@ -121,9 +124,9 @@ func run() error {
 	}
 
 	id := fmt.Sprintf("%s%d", prefix, os.Getpid()%100000)
-	sw, srv, cli := id+"sw", id+"srv", id+"cli"
+	sw, boxNS, nmbdNS, cli := id+"sw", id+"box", id+"nmb", id+"cli"
 	cleanup := func() {
-		for _, ns := range []string{srv, cli, sw} {
+		for _, ns := range []string{boxNS, nmbdNS, cli, sw} {
 			out, _ := exec.Command("ip", "netns", "pids", ns).Output()
 			for _, f := range strings.Fields(string(out)) {
 				if pid, err := strconv.Atoi(f); err == nil && pid > 1 {
@@ -137,67 +140,66 @@ func run() error {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	go func() { <-sig; cleanup(); os.Exit(1) }()
-	if err := lanSetup(sw, srv, cli); err != nil {
+	if err := lanSetup(sw, map[string]string{boxNS: boxAddr, nmbdNS: nmbdAddr, cli: cliAddr}); err != nil {
 		return err
 	}
 
-	fmt.Printf("NetBIOS unicast name queries for %s<20>: closed loop from a client namespace, %v per level (GOMAXPROCS %d, %d CPUs)\n",
-		nbName, *duration, runtime.GOMAXPROCS(0), runtime.NumCPU())
+	fmt.Printf("NetBIOS unicast name queries: closed loop from a client namespace, %v per level and server, %d rounds alternating, medians (GOMAXPROCS %d, %d CPUs, generator spins: %v)\n",
+		*duration, *rounds, runtime.GOMAXPROCS(0), runtime.NumCPU(), *spin)
 
-	// concierge: RSS with nbt off, then on, then under load.
-	base, err := startConcierge(bin, filepath.Join(work, "off"), srv, false)
+	// concierge's RSS with nbt off, then both servers up side by side
+	// (each on its own host, under its own name); only the one under
+	// load does any work.
+	base, err := startConcierge(bin, filepath.Join(work, "off"), boxNS, false)
 	if err != nil {
 		return err
 	}
 	time.Sleep(time.Second)
 	rssOff := rss(base.Process.Pid)
 	stop(base)
-	box, err := startConcierge(bin, filepath.Join(work, "on"), srv, true)
+	box, err := startConcierge(bin, filepath.Join(work, "on"), boxNS, true)
 	if err != nil {
 		return err
 	}
-	if err := waitAnswer(cli); err != nil {
-		stop(box)
-		return fmt.Errorf("concierge: %w", err)
+	defer stop(box)
+	nmbd, err := startNmbd(filepath.Join(work, "nmbd"), nmbdNS)
+	if err != nil {
+		return err
+	}
+	defer stop(nmbd)
+	targets := []*target{
+		{name: "concierge", pid: box.Process.Pid, dst: netip.AddrPortFrom(netip.MustParseAddr(boxAddr), basePort), q: wire.MustName(boxName, 0x20, "")},
+		{name: "nmbd", pid: nmbd.Process.Pid, dst: netip.AddrPortFrom(netip.MustParseAddr(nmbdAddr), basePort), q: wire.MustName(nmbdName, 0x20, "")},
+	}
+	for _, tg := range targets {
+		if err := waitAnswer(cli, tg); err != nil {
+			return fmt.Errorf("%s: %w", tg.name, err)
+		}
 	}
 	rssOn := rss(box.Process.Pid)
-	var conc []result
-	for _, n := range levels {
-		r, err := measure(cli, n, box.Process.Pid)
-		if err != nil {
-			stop(box)
-			return err
+	res := map[string][][]result{}
+	for range *rounds {
+		for li, n := range levels {
+			for _, tg := range targets {
+				r, err := measure(cli, n, tg)
+				if err != nil {
+					return fmt.Errorf("%s, %d requesters: %w", tg.name, n, err)
+				}
+				if res[tg.name] == nil {
+					res[tg.name] = make([][]result, len(levels))
+				}
+				res[tg.name][li] = append(res[tg.name][li], r)
+			}
 		}
-		conc = append(conc, r)
 	}
-	hwm := peak(box.Process.Pid)
-	stop(box)
-
-	nmbd, err := startNmbd(filepath.Join(work, "nmbd"), srv)
-	if err != nil {
-		return err
-	}
-	if err := waitAnswer(cli); err != nil {
-		stop(nmbd)
-		return fmt.Errorf("nmbd: %w", err)
-	}
-	var ref []result
-	for _, n := range levels {
-		r, err := measure(cli, n, nmbd.Process.Pid)
-		if err != nil {
-			stop(nmbd)
-			return err
-		}
-		ref = append(ref, r)
-	}
-	nmbdRSS := peak(nmbd.Process.Pid)
-	stop(nmbd)
+	hwm, nmbdRSS := peak(box.Process.Pid), peak(nmbd.Process.Pid)
 
 	fmt.Printf("\n%-10s | %-30s | %-30s | %s\n", "requesters", "concierge q/s   p50      p99", "nmbd q/s        p50      p99", "ratio")
-	for i, n := range levels {
-		c, r := conc[i], ref[i]
+	for li, n := range levels {
+		c, r := median(res["concierge"][li]), median(res["nmbd"][li])
 		fmt.Printf("%-10d | %8.0f  %8s %8s   | %8.0f  %8s %8s   | %.2fx\n", n, c.qps, us(c.p50), us(c.p99), r.qps, us(r.p50), us(r.p99), c.qps/r.qps)
-		fmt.Printf("%-10s   CPU: concierge %.0f%% (generator %.0f%%), nmbd %.0f%% (generator %.0f%%)\n", "", 100*c.srvCPU, 100*c.genCPU, 100*r.srvCPU, 100*r.genCPU)
+		fmt.Printf("%-10s   CPU: concierge %.0f%% (generator %.0f%%), nmbd %.0f%% (generator %.0f%%); rounds q/s: concierge %s, nmbd %s\n",
+			"", 100*c.srvCPU, 100*c.genCPU, 100*r.srvCPU, 100*r.genCPU, all(res["concierge"][li]), all(res["nmbd"][li]))
 		if c.lost+r.lost > 0 {
 			fmt.Printf("%-10s   lost: concierge %d of %d, nmbd %d of %d\n", "", c.lost, c.sum, r.lost, r.sum)
 		}
@@ -205,6 +207,29 @@ func run() error {
 	fmt.Printf("\nmemory: concierge RSS %.1f MB with nbt off, %.1f MB with nbt on, %.1f MB peak under load: the NetBIOS part adds %.1f MB; nmbd peak RSS %.1f MB\n",
 		mb(rssOff), mb(rssOn), mb(hwm), mb(hwm-rssOff), mb(nmbdRSS))
 	return nil
+}
+
+// target is a server under test.
+type target struct {
+	name string
+	pid  int
+	dst  netip.AddrPort
+	q    wire.Name
+}
+
+// median returns the round with the median queries per second.
+func median(rs []result) result {
+	s := slices.Clone(rs)
+	slices.SortFunc(s, func(a, b result) int { return int(a.qps - b.qps) })
+	return s[len(s)/2]
+}
+
+func all(rs []result) string {
+	var f []string
+	for _, r := range rs {
+		f = append(f, fmt.Sprintf("%.0f", r.qps))
+	}
+	return strings.Join(f, "/")
 }
 
 func us(d time.Duration) string { return fmt.Sprintf("%dµs", d.Microseconds()) }
@@ -217,19 +242,21 @@ func ipCmd(args ...string) error {
 	return nil
 }
 
-// lanSetup makes a bridge namespace and two hosts on it.
-func lanSetup(sw, srv, cli string) error {
+// lanSetup makes a bridge namespace and hosts (namespace: address) on it.
+func lanSetup(sw string, hosts map[string]string) error {
 	cmds := [][]string{
 		{"netns", "add", sw}, {"-n", sw, "link", "add", "br0", "type", "bridge"}, {"-n", sw, "link", "set", "br0", "up"},
 	}
-	for i, h := range []struct{ ns, addr string }{{srv, srvAddr}, {cli, cliAddr}} {
+	i := 0
+	for ns, addr := range hosts {
 		port := fmt.Sprintf("p%d", i)
-		cmds = append(cmds, []string{"netns", "add", h.ns},
-			[]string{"link", "add", "eth0", "netns", h.ns, "type", "veth", "peer", "name", port, "netns", sw},
+		i++
+		cmds = append(cmds, []string{"netns", "add", ns},
+			[]string{"link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", port, "netns", sw},
 			[]string{"-n", sw, "link", "set", port, "master", "br0", "up"},
-			[]string{"-n", h.ns, "link", "set", "lo", "up"},
-			[]string{"-n", h.ns, "addr", "add", h.addr + netBits, "brd", "+", "dev", "eth0"},
-			[]string{"-n", h.ns, "link", "set", "eth0", "up"})
+			[]string{"-n", ns, "link", "set", "lo", "up"},
+			[]string{"-n", ns, "addr", "add", addr + netBits, "brd", "+", "dev", "eth0"},
+			[]string{"-n", ns, "link", "set", "eth0", "up"})
 	}
 	for _, c := range cmds {
 		if err := ipCmd(c...); err != nil {
@@ -246,7 +273,7 @@ func startConcierge(bin, data, ns string, nbt bool) (*exec.Cmd, error) {
 	for _, kv := range [][2]string{
 		{"smtp.mx_listen", ""}, {"smtp.submission_listen", ""}, {"smtp.submission_tls_listen", ""},
 		{"pop3.listen", ""}, {"pop3.tls_listen", ""}, {"hostname", "bench.example.test"},
-		{"nbt.enabled", strconv.FormatBool(nbt)}, {"nbt.interfaces", "eth0"}, {"nbt.name", nbName}, {"nbt.workgroup", workgrp},
+		{"nbt.enabled", strconv.FormatBool(nbt)}, {"nbt.interfaces", "eth0"}, {"nbt.name", boxName}, {"nbt.workgroup", workgrp},
 		// The load comes from one address: lift the per-source limit
 		// (its check still runs for every packet).
 		{"nbt.rate_limit", "10000000"}, {"nbt.rate_burst", "10000000"},
@@ -267,7 +294,7 @@ func startConcierge(bin, data, ns string, nbt bool) (*exec.Cmd, error) {
 func startNmbd(dir, ns string) (*exec.Cmd, error) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "[global]\n netbios name = %s\n workgroup = %s\n interfaces = eth0\n bind interfaces only = yes\n"+
-		" local master = no\n domain master = no\n preferred master = no\n log level = 0\n", nbName, workgrp)
+		" local master = no\n domain master = no\n preferred master = no\n log level = 0\n", nmbdName, workgrp)
 	for _, d := range []string{"lock directory", "state directory", "cache directory", "pid directory", "private dir", "ncalrpc dir"} {
 		sub := filepath.Join(dir, strings.ReplaceAll(d, " ", "_"))
 		if err := os.MkdirAll(sub, 0o755); err != nil {
@@ -363,7 +390,7 @@ func sockets(ns string, n int) ([]*net.UDPConn, error) {
 }
 
 // waitAnswer waits up to 30 s for the server to answer a query.
-func waitAnswer(cli string) error {
+func waitAnswer(cli string, tg *target) error {
 	cs, err := sockets(cli, 1)
 	if err != nil {
 		return err
@@ -371,7 +398,7 @@ func waitAnswer(cli string) error {
 	defer cs[0].Close()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		if _, ok := ask(cs[0], uint16(rand.Uint32()), 300*time.Millisecond, make([]byte, 1500)); ok {
+		if _, ok := ask(cs[0], tg, uint16(rand.Uint32()), 300*time.Millisecond, make([]byte, 1500)); ok {
 			time.Sleep(500 * time.Millisecond)
 			return nil
 		}
@@ -379,16 +406,11 @@ func waitAnswer(cli string) error {
 	return errors.New("no answer to a name query within 30s")
 }
 
-var (
-	dst      = netip.AddrPortFrom(netip.MustParseAddr(srvAddr), basePort)
-	question = wire.MustName(nbName, 0x20, "")
-)
-
 // ask sends one query and waits for the answer with its ID.
-func ask(c *net.UDPConn, id uint16, d time.Duration, buf []byte) (time.Duration, bool) {
-	q, _ := wire.NewQuery(id, question, false, true).Pack()
+func ask(c *net.UDPConn, tg *target, id uint16, d time.Duration, buf []byte) (time.Duration, bool) {
+	q, _ := wire.NewQuery(id, tg.q, false, true).Pack()
 	start := time.Now()
-	if _, err := c.WriteToUDPAddrPort(q, dst); err != nil {
+	if _, err := c.WriteToUDPAddrPort(q, tg.dst); err != nil {
 		return 0, false
 	}
 	c.SetReadDeadline(start.Add(d))
@@ -408,7 +430,7 @@ func ask(c *net.UDPConn, id uint16, d time.Duration, buf []byte) (time.Duration,
 // timeout, counted as lost). One goroutine drives them all over one socket
 // with recvmmsg/sendmmsg, so the generator spends as little CPU per query
 // as it can and the servers get the rest of the machine.
-func load(cli string, n int) (result, error) {
+func load(cli string, n int, tg *target) (result, error) {
 	cs, err := sockets(cli, 1)
 	if err != nil {
 		return result{}, err
@@ -416,8 +438,8 @@ func load(cli string, n int) (result, error) {
 	c := cs[0]
 	defer c.Close()
 	pc := ipv4.NewPacketConn(c)
-	q, _ := wire.NewQuery(0, question, false, true).Pack()
-	to := net.UDPAddrFromAddrPort(dst)
+	q, _ := wire.NewQuery(0, tg.q, false, true).Pack()
+	to := net.UDPAddrFromAddrPort(tg.dst)
 	type req struct {
 		id   uint16
 		sent time.Time
