@@ -70,8 +70,9 @@ func bench(t *testing.T) {
 		"smtp_tls_security_level = none")
 
 	var ours, theirs []float64
+	var rss int64
 	for r := 0; r < *rounds; r++ {
-		ours = append(ours, runConcierge(t, box, count))
+		ours = append(ours, runConcierge(t, box, count, &rss))
 		theirs = append(theirs, runPostfix(t, pf, pfHost, count))
 	}
 	mo, mt := median(ours), median(theirs)
@@ -80,6 +81,7 @@ func bench(t *testing.T) {
 	fmt.Printf("  concierge  %7.0f msg/s  %v\n", mo, fmtAll(ours))
 	fmt.Printf("  postfix    %7.0f msg/s  %v\n", mt, fmtAll(theirs))
 	fmt.Printf("  ratio      %7.2f×  (target ≥ 1×)\n", mo/mt)
+	fmt.Printf("  concierge peak RSS %d MB\n", rss>>10)
 }
 
 var mesg = regexp.MustCompile(`mesg=(\d+)`)
@@ -97,7 +99,7 @@ func sinkCount(out string) int {
 
 // runConcierge fills the stopped box's queue on disk, starts the server
 // and times it until the sink has every message.
-func runConcierge(t *testing.T, box *testnet.Box, count func() int) float64 {
+func runConcierge(t *testing.T, box *testnet.Box, count func() int, rss *int64) float64 {
 	q, err := queue.Open(filepath.Join(box.Data, "queue"))
 	if err != nil {
 		t.Fatal(err)
@@ -125,6 +127,7 @@ func runConcierge(t *testing.T, box *testnet.Box, count func() int) float64 {
 		t.Fatalf("concierge delivered %d of %d", count()-base, *messages)
 	}
 	el := time.Since(start)
+	*rss = max(*rss, vmHWM(box.Proc.Cmd.Process.Pid))
 	box.Stop()
 	if left, _ := q.List(); len(left) != 0 {
 		t.Fatalf("%d messages left in concierge's queue", len(left))
@@ -181,6 +184,21 @@ func held(pf *testnet.Postfix) int {
 		return nil
 	})
 	return n
+}
+
+// vmHWM is a process's peak resident set in KB.
+func vmHWM(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmHWM:" {
+			n, _ := strconv.ParseInt(f[1], 10, 64)
+			return n
+		}
+	}
+	return 0
 }
 
 func median(v []float64) float64 {
