@@ -552,3 +552,64 @@ func decode64(t *testing.T, s string) string {
 	}
 	return string(b)
 }
+
+const plainLogin = `
+import poplib, sys
+p = poplib.POP3(sys.argv[1], 110, timeout=30)
+p.user("alice")
+try:
+    p.pass_(sys.argv[2])
+    print("LOGGED-IN", p.stat()[0])
+    p.quit()
+except poplib.error_proto as e:
+    print("REFUSED", e.args[0].decode())
+`
+
+// The trusted networks change while the box runs; sessions already open
+// are not dropped.
+func TestTrustedNetworksChangeLive(t *testing.T) {
+	p := newPopLAN(t, "10.77.35")
+	p.deliver(t, messages(2, 7))
+	if out, _ := p.client.Output(python, "-c", plainLogin, p.box.Addr.String(), alicePass); !strings.Contains(out, "Login without TLS is not allowed") {
+		t.Fatalf("plain login from an untrusted address: %s", out)
+	}
+	held := p.trusted.Start(python, "-c", holdSession, p.box.Addr.String(), alicePass)
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(held.Out.String(), "HOLDING") {
+		if held.Exited() || time.Now().After(deadline) {
+			t.Fatalf("session from the trusted address: %s", held.Out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	p.box.CLI("config", "set", "pop3.trusted_networks", p.client.Addr.String()+"/32")
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		out, _ := p.client.Output(python, "-c", plainLogin, p.box.Addr.String(), alicePass)
+		if strings.Contains(out, "[IN-USE]") {
+			break // allowed in now; the maildrop is held by the open session
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("new trusted network not applied: %s", out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if held.Exited() {
+		t.Fatalf("the open session was dropped by the reload: %s", held.Out.String())
+	}
+	held.Signal(syscall.SIGKILL)
+	held.Wait(5 * time.Second)
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		out, _ := p.client.Output(python, "-c", plainLogin, p.box.Addr.String(), alicePass)
+		if strings.TrimSpace(out) == "LOGGED-IN 2" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the holder was killed: %s", out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if out, _ := p.trusted.Output(python, "-c", plainLogin, p.box.Addr.String(), alicePass); !strings.Contains(out, "Login without TLS is not allowed") {
+		t.Fatalf("the old trusted address still logs in without TLS: %s", out)
+	}
+}
