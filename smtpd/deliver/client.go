@@ -287,7 +287,9 @@ func (t *Transport) transact(ctx context.Context, c *conn, from string, rcpts []
 	}
 	if err := c.c.Mail(from, opts); err != nil {
 		var se *smtp.SMTPError
-		if reused && !errors.As(err, &se) {
+		if reused && (!errors.As(err, &se) || se.Code == 421) {
+			// The server ended the idle session (closed or 421):
+			// not a verdict on this message.
 			return pending, false
 		}
 		return failAll(replyError(c.host, "MAIL FROM refused", err)), c.healthy(err)
