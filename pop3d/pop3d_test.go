@@ -446,3 +446,22 @@ func TestConcurrentUsers(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// Mail that arrives during a session appears in the next one (RFC 1939
+// numbers messages for the length of a session).
+func TestNewMailAppearsInNextSession(t *testing.T) {
+	ts := newTestServer(t, nil)
+	put(t, ts.root, "alice", "1.a.box", msg1, time.Minute)
+	c := ts.dial(t)
+	c.login("alice", "secret 1")
+	put(t, ts.root, "alice", "2.b.box", msg2, 0)
+	expect(t, c.cmd("STAT"), fmt.Sprintf("+OK 1 %d", len(msg1)))
+	expect(t, c.cmd("DELE 1"), "+OK")
+	expect(t, c.cmd("QUIT"), "+OK mail.example.test POP3 server signing off (0 messages left)")
+	c = ts.dial(t)
+	c.login("alice", "secret 1")
+	expect(t, c.cmd("UIDL"), "+OK")
+	if got := c.multi(); got != "1 2.b.box\r\n" {
+		t.Fatalf("UIDL in the next session = %q", got)
+	}
+}
