@@ -496,6 +496,12 @@ func (s *session) cmdAuth(arg string) error {
 	}
 	if user == "" {
 		s.srv.stats.loginFailures.Add(1)
+		key := "ip:" + s.ip.String()
+		s.srv.authFails.fail(key)
+		if d := s.srv.authFails.delay(s.set.AuthDelay, key); d > 0 {
+			s.w.Flush()
+			s.sleep(d)
+		}
 		s.fails++
 		if s.fails >= MaxAuthFailures {
 			s.err("%sInvalid user name or password; too many failures, closing connection", codeAuth)
