@@ -873,3 +873,26 @@ func TestDeliveryShutdownKeepsQueue(t *testing.T) {
 	}
 	waitQueueEmpty(t, o.box, 10*time.Second)
 }
+
+// A pooled connection that the receiver closed while it sat idle (Postfix
+// answers 421 after smtpd_timeout) is replaced by a new one: the next
+// message is not held back until the next retry.
+func TestDeliveryStaleConnection(t *testing.T) {
+	o := newOutLAN(t, func(b *testnet.Box) {
+		b.CLI("config", "set", "delivery.retry_schedule", "1h")
+	})
+	pf := testnet.StartPostfix(t, o.mx2, 25, []string{"remote.test"}, nil, "smtpd_timeout = 2s")
+	o.start()
+	first := o.submit(t, "x@remote.test")
+	if !testnet.WaitFor(15*time.Second, func() bool { return len(containing(pf.Delivered(""), first)) == 1 }) {
+		t.Fatalf("first message not delivered:\n%s", o.box.CLI("queue", "list"))
+	}
+	time.Sleep(3500 * time.Millisecond) // Postfix ends the idle session
+	if !strings.Contains(pf.Log(), "timeout after") {
+		t.Fatalf("Postfix did not time the idle session out:\n%s", pf.Log())
+	}
+	second := o.submit(t, "y@remote.test")
+	if !testnet.WaitFor(10*time.Second, func() bool { return len(containing(pf.Delivered(""), second)) == 1 }) {
+		t.Fatalf("second message held back by the stale connection:\n%s", o.box.CLI("queue", "list"))
+	}
+}
