@@ -896,3 +896,35 @@ func TestDeliveryStaleConnection(t *testing.T) {
 		t.Fatalf("second message held back by the stale connection:\n%s", o.box.CLI("queue", "list"))
 	}
 }
+
+// Mail queued for a domain that has since become local is delivered into
+// the Maildir and never touches the network.
+func TestDeliveryQueuedForNowLocalDomain(t *testing.T) {
+	o := newOutLAN(t, func(b *testnet.Box) {
+		b.CLI("config", "set", "delivery.retry_schedule", "1h")
+	})
+	o.mx1.StartSink(25, "-r", "rcpt", "-b", "451 4.3.0 Try again later")
+	sink := o.mx2.StartSink(25, "-r", "rcpt", "-b", "451 4.3.0 Try again later")
+	o.start()
+	token := o.submit(t, "carol@remote.test")
+	if !testnet.WaitFor(10*time.Second, func() bool {
+		envs := envelopes(t, o.box)
+		return len(envs) == 1 && envs[0].Recipients[0].Attempts == 1
+	}) {
+		t.Fatalf("no first attempt")
+	}
+	o.box.CLI("domain", "add", "remote.test", "--alias-of", "example.test")
+	o.box.CLIInput("blue meadow 77\n", "user", "add", "carol")
+	time.Sleep(1500 * time.Millisecond) // the server reloads its settings
+	o.box.CLI("queue", "flush")
+	if !testnet.WaitFor(10*time.Second, func() bool { return len(containing(o.box.MaildirText("carol"), token)) == 1 }) {
+		t.Fatalf("not delivered locally:\n%s", o.box.CLI("queue", "list"))
+	}
+	waitQueueEmpty(t, o.box, 5*time.Second)
+	if sink.Count() != 0 {
+		t.Errorf("the receiver got %d transactions", sink.Count())
+	}
+	if strings.Count(o.box.Proc.Out.String(), "RCPT TO refused") != 1 {
+		t.Errorf("the network was tried again after the domain became local")
+	}
+}
