@@ -79,7 +79,7 @@ type conn struct {
 	raw     net.Conn
 	host    string // the host name (MX target or smarthost)
 	addr    string // ip:port
-	tls     bool
+	tls     bool   // STARTTLS or implicit TLS in use
 	maxSize int64 // SIZE limit of the server, 0 if none
 	timer   *time.Timer
 }
@@ -331,6 +331,10 @@ func (t *Transport) transact(ctx context.Context, c *conn, from string, rcpts []
 		}
 		return w.Close()
 	}()
+	if err == nil {
+		log := t.log().Debug
+		log("sent", "host", c.host, "addr", c.addr, "tls", c.tls, "recipients", len(accepted), "size", size)
+	}
 	for _, i := range accepted {
 		if err == nil {
 			res[i] = nil
@@ -424,7 +428,8 @@ func (t *Transport) CloseIdle() {
 	}
 }
 
-// closedConn marks a net.Conn we closed ourselves after an I/O error.
+// trackedConn remembers whether we closed it (after an I/O error or at
+// shutdown), so that a dead connection is not put back in the pool.
 type trackedConn struct {
 	net.Conn
 	mu     sync.Mutex
