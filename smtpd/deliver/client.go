@@ -80,7 +80,7 @@ type conn struct {
 	host    string // the host name (MX target or smarthost)
 	addr    string // ip:port
 	tls     bool   // STARTTLS or implicit TLS in use
-	maxSize int64 // SIZE limit of the server, 0 if none
+	maxSize int64  // SIZE limit of the server, 0 if none
 	timer   *time.Timer
 }
 
