@@ -28,6 +28,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -167,14 +168,25 @@ func UID(file string) string {
 	return hex.EncodeToString(h[:20])
 }
 
+// ioWorkers is how many files are sized or removed at once: a listing
+// or a deletion of thousands of files is bound by system calls, which
+// overlap well.
+const ioWorkers = 4
+
 func (m *Maildrop) list() error {
 	seen := map[string]bool{}
+	type entry struct {
+		e   os.DirEntry
+		sub string
+		uid string
+	}
+	var ents []entry
 	for _, sub := range []string{"cur", "new"} {
-		ents, err := os.ReadDir(filepath.Join(m.dir, sub))
+		des, err := os.ReadDir(filepath.Join(m.dir, sub))
 		if err != nil {
 			return fmt.Errorf("maildir: %w", err)
 		}
-		for _, e := range ents {
+		for _, e := range des {
 			name := e.Name()
 			if strings.HasPrefix(name, ".") || !e.Type().IsRegular() {
 				continue
@@ -183,20 +195,34 @@ func (m *Maildrop) list() error {
 			if seen[uid] {
 				continue // the same message in new/ and cur/: keep one
 			}
-			path := filepath.Join(m.dir, sub, name)
-			fi, err := e.Info()
-			if err != nil {
-				continue // moved or deleted meanwhile
-			}
-			size, clean, err := sizeOf(path, fi)
-			if err != nil {
-				if errors.Is(err, os.ErrNotExist) {
-					continue
-				}
-				return err
-			}
 			seen[uid] = true
-			m.msgs = append(m.msgs, message{uid: uid, size: size, sub: sub, name: name, clean: clean, mtime: fi.ModTime().UnixNano()})
+			ents = append(ents, entry{e, sub, uid})
+		}
+	}
+	msgs := make([]message, len(ents))
+	errs := make([]error, len(ents))
+	forEach(len(ents), func(i int) {
+		en := ents[i]
+		fi, err := en.e.Info()
+		if err != nil {
+			errs[i] = os.ErrNotExist // moved or deleted meanwhile
+			return
+		}
+		size, clean, err := sizeOf(filepath.Join(m.dir, en.sub, en.e.Name()), fi)
+		if err != nil {
+			errs[i] = err
+			return
+		}
+		msgs[i] = message{uid: en.uid, size: size, sub: en.sub, name: en.e.Name(), clean: clean, mtime: fi.ModTime().UnixNano()}
+	})
+	m.msgs = msgs[:0]
+	for i := range msgs {
+		switch {
+		case errs[i] == nil:
+			m.msgs = append(m.msgs, msgs[i])
+		case errors.Is(errs[i], os.ErrNotExist):
+		default:
+			return errs[i]
 		}
 	}
 	// Oldest first; the name breaks ties so the order is the same in
@@ -265,7 +291,8 @@ func (m *Maildrop) find(uid string) (string, bool) {
 // durable; from then on the deletion is completed, if the process dies
 // half-way, by the next Lock of this Maildir. Before the journal is
 // durable, nothing is deleted. Unlinks are made durable by an fsync of
-// new/ and cur/ before the journal is removed. An error means some
+// new/ and cur/ before the journal is removed; a journal that survives a
+// crash after that is replayed harmlessly. An error means some
 // messages may remain; they stay listed in the journal and are removed
 // at the next Lock.
 //
@@ -286,9 +313,13 @@ func (m *Maildrop) Update(deleted, seen []int) error {
 			b.WriteByte('\n')
 		}
 		if err = writeDurable(m.dir, journalName, []byte(b.String())); err == nil {
-			var failed []error
+			idx := make([]int, 0, len(del))
 			for i := range del {
-				msg := m.msgs[i]
+				idx = append(idx, i)
+			}
+			failed := make([]error, len(idx))
+			forEach(len(idx), func(k int) {
+				msg := m.msgs[idx[k]]
 				e := os.Remove(filepath.Join(m.dir, msg.sub, msg.name))
 				if errors.Is(e, os.ErrNotExist) {
 					if name, ok := m.find(msg.uid); ok {
@@ -297,13 +328,15 @@ func (m *Maildrop) Update(deleted, seen []int) error {
 						e = nil // gone already
 					}
 				}
-				if e != nil {
-					failed = append(failed, e)
-				}
-			}
-			failed = append(failed, syncDir(filepath.Join(m.dir, "new")), syncDir(filepath.Join(m.dir, "cur")))
-			if err = errors.Join(failed...); err == nil {
-				err = removeDurable(m.dir, journalName)
+				failed[k] = e
+			})
+			syncs := make([]error, 2)
+			forEach(2, func(i int) { syncs[i] = syncDir(filepath.Join(m.dir, []string{"new", "cur"}[i])) })
+			if err = errors.Join(append(failed, syncs...)...); err == nil {
+				// Replaying a finished journal deletes nothing (unique
+				// names are never reused), so its removal need not be
+				// durable.
+				err = os.Remove(filepath.Join(m.dir, journalName))
 			}
 		}
 		if err != nil {
@@ -330,6 +363,29 @@ func (m *Maildrop) Update(deleted, seen []int) error {
 		syncDir(filepath.Join(m.dir, "cur"))
 	}
 	return err
+}
+
+// forEach runs f(0) ... f(n-1) on up to ioWorkers goroutines.
+func forEach(n int, f func(i int)) {
+	workers := min(ioWorkers, n)
+	if workers <= 1 {
+		for i := range n {
+			f(i)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				f(i)
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // withSeen returns the cur/ name of a message with the S flag added; flags
