@@ -172,6 +172,7 @@ func (s *nbtService) Stop(ctx context.Context) error {
 	s.mu.Unlock()
 	if sock != nil {
 		sock.Close()
+		os.Remove(filepath.Join(s.env.DataDir, nbtStatusSocket))
 	}
 	return err
 }

@@ -101,9 +101,6 @@ type Config struct {
 	NoTCP bool
 	// Log receives the server's log; nil discards it.
 	Log *slog.Logger
-	// NotifyClaimed, when set, is called once the box's names are
-	// claimed (or found in conflict) on every interface.
-	NotifyClaimed func()
 }
 
 func (c *Config) setDefaults() {

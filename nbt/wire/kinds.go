@@ -205,14 +205,16 @@ func NewRelease(id uint16, n Name, e NB, broadcast bool) *Packet {
 // NewRegistrationResponse answers a registration, refresh or multi-homed
 // request: rcode 0 is a POSITIVE NAME REGISTRATION RESPONSE (4.2.5), other
 // codes a NEGATIVE one (4.2.6), RcodeCftErr a NAME CONFLICT DEMAND (4.2.8).
-// The response echoes the request's record.
+// The response echoes the request's record; its opcode is registration
+// whatever the request's, as Samba's WINS server answers refreshes and
+// multi-homed registrations.
 func NewRegistrationResponse(req *Packet, rcode uint8, ttl uint32) *Packet {
 	var rr Resource
 	if len(req.Additional) > 0 {
 		rr = req.Additional[0]
 	}
 	rr.TTL = ttl
-	return &Packet{Header: Header{ID: req.ID, Response: true, Opcode: req.Opcode, Flags: FlagAA | FlagRD | FlagRA, Rcode: rcode},
+	return &Packet{Header: Header{ID: req.ID, Response: true, Opcode: OpRegistration, Flags: FlagAA | FlagRD | FlagRA, Rcode: rcode},
 		Answers: []Resource{rr}}
 }
 
