@@ -103,11 +103,18 @@ func newSession(srv *Server, c net.Conn, set *Settings, ip netip.Addr) *session 
 	return s
 }
 
+// Buffer sizes of a session: a small writer until login, a large one to
+// send messages with few system calls.
+const (
+	readBuffer             = 4 << 10
+	writeBuffer            = 4 << 10
+	transactionWriteBuffer = 64 << 10
+)
+
 func (s *session) setIO(c net.Conn) {
 	s.conn = c
-	s.r = bufio.NewReaderSize(c, 4096)
-	// 16 KB: one TLS record.
-	s.w = bufio.NewWriterSize(deadlineWriter{c}, 16<<10)
+	s.r = bufio.NewReaderSize(c, readBuffer)
+	s.w = bufio.NewWriterSize(deadlineWriter{c}, writeBuffer)
 }
 
 // deadlineWriter gives every write to the client WriteTimeout.
@@ -390,6 +397,10 @@ func (s *session) login1(user, password string) error {
 		return nil
 	}
 	s.srv.stats.logins.Add(1)
+	// Messages go out in large writes from now on; sessions that never
+	// log in keep the small buffer.
+	s.w.Flush()
+	s.w = bufio.NewWriterSize(deadlineWriter{s.conn}, transactionWriteBuffer)
 	s.drop, s.login = drop, user
 	s.log = s.log.With("user", user)
 	n := drop.Len()
