@@ -115,6 +115,9 @@ func (s *pop3Service) Reconfigure(cfg *config.Config) error {
 }
 
 func (s *pop3Service) Stop(ctx context.Context) error {
+	if s.srv == nil {
+		return nil // never started
+	}
 	return s.srv.Shutdown(ctx)
 }
 
