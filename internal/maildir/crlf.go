@@ -7,6 +7,8 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 )
@@ -94,7 +96,25 @@ var sizeCache = struct {
 	m map[sizeKey]sizeVal
 }{m: map[sizeKey]sizeVal{}}
 
+// namedSize returns the size with CRLF line endings that a Maildir++ file
+// name states (",W=<octets>", as Dovecot writes it) and whether it states
+// one.
+func namedSize(name string) (int64, bool) {
+	for _, f := range strings.Split(UniqueName(name), ",")[1:] {
+		if v, ok := strings.CutPrefix(f, "W="); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			return n, err == nil && n >= 0
+		}
+	}
+	return 0, false
+}
+
 func sizeOf(path string, fi fs.FileInfo) (int64, bool, error) {
+	// A file whose name states a CRLF size equal to its own size has
+	// no bare LF: it need not be read.
+	if w, ok := namedSize(fi.Name()); ok && w == fi.Size() {
+		return w, true, nil
+	}
 	var key sizeKey
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if ok {

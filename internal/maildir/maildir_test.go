@@ -350,3 +350,34 @@ func FuzzOpen(f *testing.F) {
 		os.RemoveAll(d)
 	})
 }
+
+func TestNamedSize(t *testing.T) {
+	dir := t.TempDir()
+	body := "Subject: w\r\n\r\nx\r\n"
+	// Stated size equal to the file size: trusted, the file is not read.
+	deliver(t, dir, fmt.Sprintf("1.a.box,S=%d,W=%d:2,", len(body), len(body)), body, 2*time.Minute)
+	// Dovecot-style LF file: W is the CRLF size, the file is smaller;
+	// the size is computed from the content.
+	lf := "Subject: w\n\nx\n"
+	deliver(t, dir, fmt.Sprintf("2.b.box,S=%d,W=%d", len(lf), len(lf)+3), lf, time.Minute)
+	m, err := Lock(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	for i, want := range []string{body, "Subject: w\r\n\r\nx\r\n"} {
+		_, size := m.Info(i)
+		if got := readAll(t, m, i); got != want || size != int64(len(want)) {
+			t.Errorf("message %d: %q size %d, want %q", i, got, size, want)
+		}
+	}
+	for _, c := range []struct {
+		name string
+		n    int64
+		ok   bool
+	}{{"1.a.box,S=10,W=12:2,S", 12, true}, {"1.a.box", 0, false}, {"1.a.box,W=x", 0, false}, {"1.a.box:2,W=5", 0, false}} {
+		if n, ok := namedSize(c.name); n != c.n || ok != c.ok {
+			t.Errorf("namedSize(%q) = %d %v", c.name, n, ok)
+		}
+	}
+}
