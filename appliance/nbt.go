@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,9 +23,10 @@ import (
 // nothing is written to the flash to keep it current.
 const nbtStatusSocket = "nbt.sock"
 
-// nbtRetry is how often the service looks again for a LAN interface when
-// none was up at start.
-const nbtRetry = 5 * time.Second
+// nbtWatch is how often the service looks at the LAN interfaces: it starts
+// once one is up (none at boot does not fail the box) and restarts when
+// their addresses change (a new DHCP lease, a cable moved).
+const nbtWatch = 5 * time.Second
 
 // nbtService runs the NetBIOS name service (nbt/nameservice).
 type nbtService struct {
@@ -33,9 +35,9 @@ type nbtService struct {
 	mu      sync.Mutex
 	cur     config.NBT
 	srv     *nameservice.Server
+	ifaces  string // the interfaces srv was started on, as compared by watch
 	sock    net.Listener
-	stopped chan struct{} // closed by Stop; ends the retry loop
-	retry   chan struct{} // non-nil while a retry loop runs
+	stopped chan struct{} // closed by Stop; ends the watch loop
 }
 
 func newNBTService(env *Env) Service {
@@ -71,61 +73,75 @@ func (s *nbtService) Start(ctx context.Context, cfg *config.Config) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.cur = cfg.NBT
-	return s.startLocked()
+	if err := s.startLocked(); err != nil {
+		return err
+	}
+	go s.watch()
+	return nil
+}
+
+// ifaceKey describes the interfaces the service would run on now.
+func ifaceKey(names []string) (string, error) {
+	ifs, err := nameservice.Interfaces(names)
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	for _, i := range ifs {
+		fmt.Fprintf(&b, "%s %s %v %s;", i.Name, i.Addr, i.Prefixes, i.MAC)
+	}
+	return b.String(), nil
 }
 
 // startLocked starts the server for s.cur. With no LAN interface up yet
-// (and none named), it keeps looking in the background instead of failing
-// the whole box.
+// it leaves the start to watch instead of failing the whole box.
 func (s *nbtService) startLocked() error {
 	if !s.cur.Enabled {
+		return nil
+	}
+	key, err := ifaceKey(s.cur.Interfaces)
+	if errors.Is(err, nameservice.ErrNoInterface) {
+		s.env.Log.Warn("nbt: no LAN interface with a broadcast address yet; waiting for one")
 		return nil
 	}
 	srv, err := nameservice.New(s.settings(s.cur))
 	if err != nil {
 		return fmt.Errorf("nbt: %w", err)
 	}
-	err = srv.ListenAndServe()
-	if errors.Is(err, nameservice.ErrNoInterface) {
-		s.env.Log.Warn("nbt: no LAN interface with a broadcast address yet; retrying", "every", nbtRetry)
-		srv.Close()
-		if s.retry == nil {
-			s.retry = make(chan struct{})
-			go s.retryLoop(s.retry)
-		}
-		return nil
-	}
-	if err != nil {
+	if err := srv.ListenAndServe(); err != nil {
 		srv.Close()
 		return fmt.Errorf("nbt: %w", err)
 	}
-	s.srv = srv
+	s.srv, s.ifaces = srv, key
 	return nil
 }
 
-func (s *nbtService) retryLoop(done chan struct{}) {
-	t := time.NewTicker(nbtRetry)
+// watch starts the server when an interface comes up and restarts it
+// when the interfaces change.
+func (s *nbtService) watch() {
+	t := time.NewTicker(nbtWatch)
 	defer t.Stop()
 	for {
 		select {
 		case <-s.stopped:
 			return
-		case <-done:
-			return
 		case <-t.C:
 		}
 		s.mu.Lock()
-		if s.retry != done {
-			s.mu.Unlock()
-			return
-		}
-		if ifs, err := nameservice.Interfaces(s.cur.Interfaces); err == nil && len(ifs) > 0 {
-			s.retry = nil
-			if err := s.startLocked(); err != nil {
-				s.env.Log.Error("nbt: start", "err", err)
+		if s.cur.Enabled {
+			key, err := ifaceKey(s.cur.Interfaces)
+			switch {
+			case s.srv == nil && err == nil:
+				if err := s.startLocked(); err != nil {
+					s.env.Log.Error("nbt: start", "err", err)
+				}
+			case s.srv != nil && key != s.ifaces:
+				s.env.Log.Info("nbt: LAN interfaces changed; restarting the name service", "was", s.ifaces, "now", key, "err", err)
+				s.stopLocked(context.Background())
+				if err := s.startLocked(); err != nil {
+					s.env.Log.Error("nbt: start", "err", err)
+				}
 			}
-			s.mu.Unlock()
-			return
 		}
 		s.mu.Unlock()
 	}
@@ -145,17 +161,13 @@ func (s *nbtService) Reconfigure(cfg *config.Config) error {
 }
 
 func (s *nbtService) stopLocked(ctx context.Context) error {
-	if s.retry != nil {
-		close(s.retry)
-		s.retry = nil
-	}
 	if s.srv == nil {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	err := s.srv.Shutdown(ctx)
-	s.srv = nil
+	s.srv, s.ifaces = nil, ""
 	return err
 }
 

@@ -567,3 +567,49 @@ func TestNBTTwoInterfacesAndRemote(t *testing.T) {
 		}
 	}
 }
+
+// The box starts without a LAN interface up, claims its names once one
+// comes up, and follows an address change (a new DHCP lease).
+func TestNBTInterfaceChanges(t *testing.T) {
+	testnet.Require(t, "nmblookup", "tshark")
+	lan := testnet.NewLAN(t, "10.77.14.0/24")
+	boxH, pc := lan.AddHost("box", 1), lan.AddHost("pc", 2)
+	box := nbtBox(t, boxH, "nbt.interfaces", "")
+	boxH.Run("ip", "link", "set", "eth0", "down")
+	box.Start(0)
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(box.Proc.Out.String(), "waiting for one") {
+		if box.Proc.Exited() || time.Now().After(deadline) {
+			t.Fatalf("concierge did not start without a LAN interface:\n%s", box.Proc.Out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if out := box.CLI("nbt", "names"); !strings.Contains(out, "waiting for a LAN interface") {
+		t.Errorf("nbt names without an interface:\n%s", out)
+	}
+	boxH.Run("ip", "link", "set", "eth0", "up")
+	capture(t, boxH)
+	find := func(bcast, want string) {
+		t.Helper()
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			out, err := pc.Nmblookup("-B", bcast, "CONCIERGE#20")
+			if err == nil && strings.Contains(out, want+" CONCIERGE<20>") {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("box not found at %s:\n%s\n%s", want, out, box.Proc.Out.String())
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+	}
+	find(lan.Broadcast().String(), boxH.Addr.String())
+
+	pc.Run("ip", "addr", "add", "10.77.15.2/24", "brd", "+", "dev", "eth0")
+	boxH.Run("ip", "addr", "del", boxH.Addr.String()+"/24", "dev", "eth0")
+	boxH.Run("ip", "addr", "add", "10.77.15.1/24", "brd", "+", "dev", "eth0")
+	find("10.77.15.255", "10.77.15.1")
+	if !strings.Contains(box.Proc.Out.String(), "LAN interfaces changed") {
+		t.Errorf("no log of the change")
+	}
+}
