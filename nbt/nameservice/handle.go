@@ -210,7 +210,7 @@ func (s *Server) handle(l *link, src netip.AddrPort, bcast bool, msg []byte, out
 }
 
 // onUnsolicited handles responses nobody waits for: a conflict demand for
-// one of our names (RFC 1002 5.1.1.6) is obeyed, anything else ignored.
+// one of our names (RFC 1002 4.2.8) is obeyed, anything else ignored.
 func (s *Server) onUnsolicited(p *wire.Packet, k wire.Kind, src netip.AddrPort) {
 	if k != wire.KindConflictDemand {
 		s.stats.ignored.Add(1)
@@ -249,8 +249,8 @@ func (s *Server) sendPacket(l *link, p *wire.Packet, dst netip.AddrPort) {
 	s.send(p, func(b []byte) error { return l.send(b, dst) })
 }
 
-// query answers a NAME QUERY REQUEST (RFC 1002 5.1.1.3 for our names,
-// 5.1.4.3 as NBNS). Broadcast queries are answered only for our own names
+// query answers a NAME QUERY REQUEST (RFC 1002 4.2.12 to 4.2.14), for
+// our names and as NBNS. Broadcast queries are answered only for our own names
 // and never negatively.
 func (s *Server) query(l *link, p *wire.Packet, bcast bool, now time.Time, out respond) {
 	n := p.Questions[0].Name
@@ -297,8 +297,8 @@ func (s *Server) status(l *link, p *wire.Packet, bcast bool, out respond) {
 }
 
 // defend answers a broadcast registration of one of our names by another
-// node with a NEGATIVE NAME REGISTRATION RESPONSE, ACT_ERR (RFC 1001
-// 15.1.2.1): unique names always, group names against a unique claim.
+// node with a NEGATIVE NAME REGISTRATION RESPONSE, ACT_ERR (RFC 1002
+// 4.2.6): unique names always, group names against a unique claim.
 func (s *Server) defend(l *link, p *wire.Packet, src netip.AddrPort, out respond) {
 	n := p.Questions[0].Name
 	o := s.findOwn(n)
@@ -315,7 +315,7 @@ func (s *Server) defend(l *link, p *wire.Packet, src netip.AddrPort, out respond
 }
 
 // register handles a registration, refresh or multi-homed registration
-// sent to us as NBNS (RFC 1001 15.2.2, RFC 1002 5.1.4.1).
+// sent to us as NBNS (RFC 1002 4.2.2 to 4.2.7).
 func (s *Server) register(l *link, p *wire.Packet, src netip.AddrPort, now time.Time, out, later respond) {
 	if !s.cfg.WINS {
 		s.stats.ignored.Add(1)
@@ -424,8 +424,8 @@ func (s *Server) ask(l *link, n wire.Name, owner netip.Addr) bool {
 	return false
 }
 
-// release handles a NAME RELEASE REQUEST sent to us as NBNS (RFC 1001
-// 15.2.3): only an owner may release its address.
+// release handles a NAME RELEASE REQUEST sent to us as NBNS (RFC 1002
+// 4.2.9 to 4.2.11): only an owner may release its address.
 func (s *Server) release(p *wire.Packet, src netip.AddrPort, now time.Time, out respond) {
 	if !s.cfg.WINS {
 		s.stats.ignored.Add(1)

@@ -65,7 +65,7 @@ func (s *Server) findOwn(n wire.Name) *ownName {
 }
 
 // claimAll registers every own name by broadcast on every interface
-// (RFC 1001 15.1.1, RFC 1002 5.1.1.1): BcastRegRetries requests
+// (RFC 1001 15; RFC 1002 4.2.2, 4.2.3, 4.2.6): BcastRegRetries requests
 // BcastRegInterval apart; a negative response from another node puts the
 // name in conflict; silence claims it, announced by an overwrite demand.
 func (s *Server) claimAll() {
@@ -128,7 +128,7 @@ func (s *Server) claim(o *ownName) {
 	}
 }
 
-// releaseAll broadcasts a release of every claimed name (RFC 1001 15.1.3).
+// releaseAll broadcasts a release of every claimed name (RFC 1002 4.2.9).
 func (s *Server) releaseAll() {
 	s.mu.Lock()
 	links := s.links

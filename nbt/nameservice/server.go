@@ -1,10 +1,11 @@
 // Package nameservice is the NetBIOS name service of the box on 137/udp and
-// 137/tcp: a B-node that claims, defends and releases the box's own names
-// by broadcast (RFC 1001 15.1, RFC 1002 5.1.1), and an NBNS (WINS server)
-// that registers, refreshes, releases and resolves the names of the LAN's
-// nodes, challenging the owner of a unique name before it is taken over
-// (RFC 1001 15.2, RFC 1002 5.1.4). Node status requests are answered with
-// the box's names and the MAC address of the interface (RFC 1002 4.2.18).
+// 137/tcp (RFC 1001 15, with the packets of RFC 1002 4.2): a B-node that
+// claims, defends and releases the box's own names by broadcast, and an
+// NBNS (WINS server) that registers, refreshes, releases and resolves the
+// names of the LAN's nodes, challenging the owner of a unique name before
+// it is taken over (RFC 1001 15.2.2.2). Node status requests are answered
+// with the box's names and the MAC address of the interface (RFC 1002
+// 4.2.18).
 //
 // The server opens one UDP socket per interface, bound to the port on that
 // device, and answers each request once, from the address of the interface

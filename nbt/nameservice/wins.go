@@ -16,7 +16,7 @@ import (
 	"concierge/nbt/wire"
 )
 
-// table is the NBNS name table (RFC 1001 15.2): unique names with one
+// table is the NBNS name table (RFC 1001 15): unique names with one
 // owner address, group names with their member addresses, each address
 // with its own expiry.
 type table struct {
