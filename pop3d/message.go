@@ -11,6 +11,8 @@ import (
 // sessions so that an idle session holds none.
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
+var dotLine = []byte("\n.")
+
 // writeMessage sends a message (CRLF line endings) as a multi-line
 // response body (RFC 1939 section 3): a line that starts with "." gets
 // another "." in front, and the response ends with ".". With bodyLines >=
@@ -31,6 +33,24 @@ read:
 	for {
 		n, rerr := r.Read(buf)
 		chunk := buf[:n]
+		if bodyLines < 0 {
+			// RETR: write the spans between "\n." in one go.
+			for len(chunk) > 0 {
+				if lineStart && chunk[0] == '.' {
+					w.WriteByte('.')
+				}
+				i := bytes.Index(chunk, dotLine)
+				if i < 0 {
+					w.Write(chunk)
+					lineStart = chunk[len(chunk)-1] == '\n'
+					break
+				}
+				w.Write(chunk[:i+1])
+				chunk = chunk[i+1:]
+				lineStart = true
+			}
+			chunk = nil
+		}
 		for len(chunk) > 0 {
 			if lineStart {
 				if bodyLines >= 0 && !inHeader && sent >= bodyLines {
