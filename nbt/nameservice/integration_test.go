@@ -373,6 +373,25 @@ except nmb.NetBIOSError as e:
 	if !strings.Contains(box.Proc.Out.String(), "owner defends the name") {
 		t.Errorf("no log of the challenge")
 	}
+
+	// The table survives a restart of the box (written at shutdown,
+	// not on every registration).
+	box.Stop()
+	startBox(t, box)
+	r = exchange(t, c, srv, wire.NewQuery(8, name, false, true), 2*time.Second)
+	if r == nil || r.Kind() != wire.KindPositiveQuery || nbAddrs(t, r)[0] != rival.Addr.String() {
+		t.Fatalf("after a restart: %v", r)
+	}
+	// A refresh from the owner keeps it; a release removes it.
+	if r := exchange(t, c, srv, wire.NewRefresh(9, name, 300, wire.NB{Addr: rival.Addr}), 2*time.Second); r == nil || r.Kind() != wire.KindPositiveRegistration {
+		t.Fatalf("refresh: %v", r)
+	}
+	if r := exchange(t, c, srv, wire.NewRelease(10, name, wire.NB{Addr: rival.Addr}, false), 2*time.Second); r == nil || r.Kind() != wire.KindPositiveRelease {
+		t.Fatalf("release: %v", r)
+	}
+	if r := exchange(t, c, srv, wire.NewQuery(11, name, false, true), 2*time.Second); r == nil || r.Kind() != wire.KindNegativeQuery {
+		t.Fatalf("after the release: %v", r)
+	}
 }
 
 // Item 4: a second concierge with the same name detects the conflict at
