@@ -74,6 +74,8 @@ func (s *nbtService) Start(ctx context.Context, cfg *config.Config) error {
 	defer s.mu.Unlock()
 	s.cur = cfg.NBT
 	if err := s.startLocked(); err != nil {
+		s.sock.Close()
+		s.sock = nil
 		return err
 	}
 	go s.watch()
