@@ -146,9 +146,21 @@ func TestNBTLookupAndNodeStatus(t *testing.T) {
 			first = time.Since(start)
 		}
 	}
-	t.Logf("first broadcast answer %v after the process started", first)
-	if first > 1500*time.Millisecond {
-		t.Errorf("first answer %v after the process started; want within 1s of the service start", first)
+	// "Within 1 s of start": from the moment the service opened its
+	// socket (its log line) to the first answer.
+	m := regexp.MustCompile(`time=(\S+) level=INFO msg="nbt: listening"`).FindStringSubmatch(box.Proc.Out.String())
+	if m == nil {
+		t.Fatalf("no listening line in the log:\n%s", box.Proc.Out.String())
+	}
+	listening, err := time.Parse(time.RFC3339Nano, m[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	answered := start.Add(first)
+	t.Logf("first broadcast answer %v after the process started, %v after the service started",
+		first, answered.Sub(listening).Round(time.Millisecond))
+	if d := answered.Sub(listening); d > time.Second {
+		t.Errorf("first answer %v after the service started; want within 1s", d)
 	}
 
 	out, err := client.Nmblookup("-B", lan.Broadcast().String(), "CONCIERGE#20")
