@@ -95,6 +95,17 @@ func TestTransaction(t *testing.T) {
 	if got := files(ts.root, "alice"); !slices.Equal(got, want) {
 		t.Fatalf("files = %v, want %v", got, want)
 	}
+	// The status page's counters saw it.
+	deadline := time.Now().Add(5 * time.Second)
+	for ts.srv.Sessions() > 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	cnt := ts.srv.Counters()
+	for k, want := range map[string]uint64{"logins": 1, "retrieved": 2, "deleted": 1, "cmd_RETR": 6 + 2, "cmd_DELE": 5, "connections": 1} {
+		if cnt[k] != want {
+			t.Errorf("counter %s = %d, want %d (all: %v)", k, cnt[k], want, cnt)
+		}
+	}
 	// UIDs are the same in the next session.
 	c = ts.dial(t)
 	c.login("alice", "secret 1")
