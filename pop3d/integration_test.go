@@ -612,4 +612,18 @@ func TestTrustedNetworksChangeLive(t *testing.T) {
 	if out, _ := p.trusted.Output(python, "-c", plainLogin, p.box.Addr.String(), alicePass); !strings.Contains(out, "Login without TLS is not allowed") {
 		t.Fatalf("the old trusted address still logs in without TLS: %s", out)
 	}
+	// A new port is opened and the old one closed, live.
+	p.box.CLI("config", "set", "pop3.listen", p.box.Addr.String()+":1110")
+	p.box.WaitTCP(1110, 10*time.Second)
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		out, _ := p.box.Output("ss", "-Htln", "sport = :110")
+		if strings.TrimSpace(out) == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("port 110 still open after the change: %s", out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
