@@ -136,7 +136,7 @@ func FuzzSession(f *testing.F) {
 	}
 	ts := newTestServer(f, &Settings{TLSConfig: selfSigned(f, "mail.example.test")})
 	ts.srv.Configure(&Settings{TLSConfig: selfSigned(f, "mail.example.test"), IdleTimeout: 2 * time.Second,
-		AuthDelay: time.Microsecond, TrustedNetworks: ts.srv.settings.Load().TrustedNetworks, Hostname: "mail.example.test"})
+		TrustedNetworks: ts.srv.settings.Load().TrustedNetworks, Hostname: "mail.example.test"})
 	put(f, ts.root, "alice", "1.a.box", msg1, 2*time.Minute)
 	put(f, ts.root, "alice", "2.b.box", msg3, time.Minute)
 	before := files(ts.root, "alice")

@@ -117,7 +117,7 @@ type syncBuf struct {
 
 // newTestServer serves on 127.0.0.1 with user "alice" / "secret 1" and
 // "bob" / "pw"; set may be nil (then loopback is trusted for plaintext).
-func newTestServer(t testing.TB, set *Settings) *testServer {
+func newTestServer(t testing.TB, set *Settings, opts ...func(*Server)) *testServer {
 	t.Helper()
 	if set == nil {
 		set = &Settings{TrustedNetworks: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}
@@ -125,15 +125,16 @@ func newTestServer(t testing.TB, set *Settings) *testServer {
 	if set.Hostname == "" {
 		set.Hostname = "mail.example.test"
 	}
-	if set.AuthDelay == 0 {
-		set.AuthDelay = time.Millisecond
-	}
 	root := t.TempDir()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	srv := NewServer(users{"alice": "secret 1", "bob": "pw"}, MaildirBoxes{Root: root}, set, log)
+	srv.AuthFails.Base = time.Millisecond
+	for _, o := range opts {
+		o(srv)
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

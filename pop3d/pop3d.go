@@ -73,10 +73,6 @@ type Settings struct {
 	// MaxConns and MaxConnsPerIP cap concurrent sessions. Defaults
 	// DefaultMaxConns and DefaultMaxConnsPerIP.
 	MaxConns, MaxConnsPerIP int
-	// AuthDelay is the pause after the first failed login of a user or
-	// client address; it doubles with each failure up to AuthDelayMax.
-	// Default 1s.
-	AuthDelay time.Duration
 }
 
 // Limits that are not settings.
@@ -84,13 +80,6 @@ const (
 	DefaultIdleTimeout   = 10 * time.Minute
 	DefaultMaxConns      = 200
 	DefaultMaxConnsPerIP = 20
-	DefaultAuthDelay     = time.Second
-	// AuthDelayMax caps the pause after repeated failed logins.
-	AuthDelayMax = 16 * time.Second
-	// AuthFailWindow is how long failed logins are remembered.
-	AuthFailWindow = 15 * time.Minute
-	// maxFailEntries bounds the memory of failed logins.
-	maxFailEntries = 10000
 	// MaxLine is the longest command line, CRLF included. RFC 2449
 	// section 4 allows 255 octets; AUTH lines (RFC 5034 section 4) and
 	// long passwords get more room.
@@ -123,9 +112,6 @@ func (s *Settings) withDefaults() *Settings {
 	}
 	if c.MaxConnsPerIP <= 0 {
 		c.MaxConnsPerIP = DefaultMaxConnsPerIP
-	}
-	if c.AuthDelay <= 0 {
-		c.AuthDelay = DefaultAuthDelay
 	}
 	if c.Hostname == "" {
 		c.Hostname = "localhost"

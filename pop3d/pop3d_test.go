@@ -190,10 +190,7 @@ func TestSameErrorForUnknownUserAndWrongPassword(t *testing.T) {
 }
 
 func TestFailedLoginsAreSlowedDown(t *testing.T) {
-	ts := newTestServer(t, &Settings{
-		TrustedNetworks: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
-		AuthDelay:       100 * time.Millisecond,
-	})
+	ts := newTestServer(t, nil, func(s *Server) { s.AuthFails.Base = 100 * time.Millisecond })
 	c := ts.dial(t)
 	var took []time.Duration
 	for range 2 {

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"concierge/internal/authlimit"
 )
 
 // ErrServerClosed is returned by Serve after Shutdown or Close.
@@ -23,6 +25,10 @@ type Server struct {
 	Auth      Authenticator
 	Mailboxes Mailboxes
 	Log       *slog.Logger
+	// AuthFails slows down failed logins per user name and per client
+	// address (its zero value: 1 s doubling to 16 s, remembered 15
+	// minutes).
+	AuthFails authlimit.Limiter
 
 	settings atomic.Pointer[Settings]
 
@@ -34,8 +40,7 @@ type Server struct {
 	wg        sync.WaitGroup
 	nextID    atomic.Uint64
 
-	authFails throttle
-	stats     stats
+	stats stats
 }
 
 // NewServer returns a server over auth and boxes with settings set.
@@ -52,7 +57,6 @@ func NewServer(auth Authenticator, boxes Mailboxes, set *Settings, log *slog.Log
 		sessions:  map[*session]struct{}{},
 		perIP:     map[netip.Addr]int{},
 	}
-	s.authFails.m = map[string]*failEntry{}
 	s.stats.init()
 	s.Configure(set)
 	return s
@@ -246,66 +250,4 @@ func (s *Server) Counters() map[string]uint64 {
 		m["cmd_"+v] = st.commands[v].Load()
 	}
 	return m
-}
-
-// throttle slows down repeated failed logins per client address and per
-// user name.
-type throttle struct {
-	mu sync.Mutex
-	m  map[string]*failEntry
-}
-
-type failEntry struct {
-	n    int
-	last time.Time
-}
-
-// delay is the pause before answering a failed login for keys.
-func (t *throttle) delay(base time.Duration, keys ...string) time.Duration {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	var d time.Duration
-	for _, k := range keys {
-		e := t.m[k]
-		if e == nil || time.Since(e.last) > AuthFailWindow {
-			continue
-		}
-		if v := base << min(e.n-1, 5); v > d {
-			d = v
-		}
-	}
-	return min(d, AuthDelayMax)
-}
-
-func (t *throttle) fail(keys ...string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	now := time.Now()
-	if len(t.m) >= maxFailEntries {
-		for k, e := range t.m {
-			if now.Sub(e.last) > AuthFailWindow {
-				delete(t.m, k)
-			}
-		}
-	}
-	for _, k := range keys {
-		e := t.m[k]
-		if e == nil && len(t.m) >= maxFailEntries {
-			continue // under a flood, remember what is known already
-		}
-		if e == nil {
-			e = &failEntry{}
-			t.m[k] = e
-		}
-		e.n++
-		e.last = now
-	}
-}
-
-func (t *throttle) success(keys ...string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for _, k := range keys {
-		delete(t.m, k)
-	}
 }

@@ -367,10 +367,10 @@ func (s *session) login1(user, password string) error {
 	keys := []string{"user:" + strings.ToLower(user), "ip:" + s.ip.String()}
 	if !s.srv.Auth.Verify(user, password) {
 		s.srv.stats.loginFailures.Add(1)
-		s.srv.authFails.fail(keys...)
+		s.srv.AuthFails.Fail(keys...)
 		s.fails++
 		s.log.Info("login failed", "user", user)
-		if d := s.srv.authFails.delay(s.set.AuthDelay, keys...); d > 0 {
+		if d := s.srv.AuthFails.Delay(keys...); d > 0 {
 			s.w.Flush()
 			s.sleep(d)
 		}
@@ -383,7 +383,7 @@ func (s *session) login1(user, password string) error {
 		s.err("%sInvalid user name or password", codeAuth)
 		return nil
 	}
-	s.srv.authFails.success(keys[0])
+	s.srv.AuthFails.Succeed(keys[0])
 	drop, err := s.srv.Mailboxes.Lock(user)
 	if err != nil {
 		if errors.Is(err, ErrInUse) {
@@ -508,8 +508,8 @@ func (s *session) cmdAuth(arg string) error {
 	if user == "" {
 		s.srv.stats.loginFailures.Add(1)
 		key := "ip:" + s.ip.String()
-		s.srv.authFails.fail(key)
-		if d := s.srv.authFails.delay(s.set.AuthDelay, key); d > 0 {
+		s.srv.AuthFails.Fail(key)
+		if d := s.srv.AuthFails.Delay(key); d > 0 {
 			s.w.Flush()
 			s.sleep(d)
 		}
