@@ -627,3 +627,38 @@ func TestTrustedNetworksChangeLive(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+const uidlList = `
+import poplib, sys
+p = poplib.POP3(sys.argv[1], 110, timeout=30)
+p.user("alice"); p.pass_(sys.argv[2])
+print(" ".join(l.decode() for l in p.uidl()[1]))
+p.quit()
+`
+
+// UIDs stay the same across a restart of the box (they come from the
+// Maildir file names); mail retrieved with "keep" moved to cur/ keeps its.
+func TestUIDsSurviveRestart(t *testing.T) {
+	p := newPopLAN(t, "10.77.36")
+	p.deliver(t, messages(3, 8))
+	before := p.trusted.Run(python, "-c", uidlList, p.box.Addr.String(), alicePass)
+	if len(strings.Fields(before)) != 6 {
+		t.Fatalf("UIDL: %q", before)
+	}
+	p.trusted.Run(python, "-c", `
+import poplib, sys
+p = poplib.POP3(sys.argv[1], 110, timeout=30)
+p.user("alice"); p.pass_(sys.argv[2])
+p.retr(1); p.retr(3)
+p.quit()
+`, p.box.Addr.String(), alicePass)
+	p.box.Stop()
+	p.box.Start(110)
+	after := p.trusted.Run(python, "-c", uidlList, p.box.Addr.String(), alicePass)
+	if after != before {
+		t.Fatalf("UIDL changed across a restart:\nbefore %q\nafter  %q", before, after)
+	}
+	if cur, _ := filepath.Glob(filepath.Join(p.box.Data, "mail", "alice", "cur", "*:2,S")); len(cur) != 2 {
+		t.Fatalf("%d retrieved messages in cur/ with :2,S, want 2", len(cur))
+	}
+}
