@@ -378,8 +378,15 @@ func (s *Server) challengeOwner(l *link, p *wire.Packet, n wire.Name, e wire.NB,
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		defer func() { s.mu.Lock(); delete(s.challenge, k); s.mu.Unlock() }()
 		alive := s.ask(l, n, cur)
+		if !alive {
+			s.table.replace(n, e.Addr, e.Flags, ttl, time.Now())
+		}
+		// The challenge is over before the requester hears of it, so
+		// that its next registration starts a new one.
+		s.mu.Lock()
+		delete(s.challenge, k)
+		s.mu.Unlock()
 		if s.ctx.Err() != nil {
 			return
 		}
@@ -389,7 +396,6 @@ func (s *Server) challengeOwner(l *link, p *wire.Packet, n wire.Name, e wire.NB,
 			return
 		}
 		s.log.Info("nbt: owner is gone; name registered to the new node", "name", n.String(), "old", cur, "new", e.Addr)
-		s.table.replace(n, e.Addr, e.Flags, ttl, time.Now())
 		s.send(wire.NewRegistrationResponse(p, wire.RcodeOK, ttlSeconds(ttl)), later)
 	}()
 }
