@@ -48,10 +48,12 @@ func (s *Server) readLoop(l *link) {
 	}
 }
 
-// batchSize is how many datagrams one recvmmsg/sendmmsg moves; spinFor
-// is how long a reader polls after the last datagram before it sleeps.
+// batchSize is how many datagrams one recvmmsg moves, outBatch how many
+// answers one sendmmsg may carry; spinFor is how long a reader polls after
+// the last datagram before it sleeps.
 const (
 	batchSize = 16
+	outBatch  = 4 * batchSize
 	spinFor   = 50 * time.Microsecond
 )
 
@@ -60,13 +62,15 @@ const (
 func (s *Server) readBatches(l *link) {
 	in := make([]ipv4.Message, batchSize)
 	bufs := make([][]byte, batchSize)
-	out := make([]ipv4.Message, batchSize)
-	outBufs := make([][]byte, batchSize)
+	out := make([]ipv4.Message, outBatch)
+	outBufs := make([][]byte, outBatch)
 	oob := l.src.Marshal()
 	for i := range in {
 		bufs[i] = make([]byte, wire.MaxUDP+1)
 		in[i].Buffers = [][]byte{bufs[i]}
 		in[i].OOB = ipv4.NewControlMessage(ipv4.FlagDst | ipv4.FlagInterface)
+	}
+	for i := range out {
 		outBufs[i] = make([]byte, 0, wire.MaxUDP)
 		out[i].Buffers = [][]byte{nil}
 		out[i].OOB = oob
@@ -74,33 +78,15 @@ func (s *Server) readBatches(l *link) {
 	bcastAll := netip.AddrFrom4([4]byte{255, 255, 255, 255})
 	var cm ipv4.ControlMessage
 	var last time.Time // when the last datagram came
-	for {
+	queued := 0
+	read := func(flags int) (int, error) {
 		for i := range in {
 			in[i].OOB = in[i].OOB[:cap(in[i].OOB)]
 		}
-		// Right after traffic, poll without sleeping for a moment: under
-		// load the next request is usually microseconds away, and waking
-		// a parked reader costs more than that.
-		flags := 0
-		if !last.IsZero() && time.Since(last) < spinFor {
-			flags = unix.MSG_DONTWAIT
-		}
-		n, err := l.p4.ReadBatch(in, flags)
-		if flags != 0 && errors.Is(err, unix.EAGAIN) {
-			continue
-		}
-		if err == nil && n > 0 {
-			last = time.Now()
-		}
-		if err != nil {
-			if s.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			s.log.Warn("nbt: read", "interface", l.ifc.Name, "err", err)
-			time.Sleep(10 * time.Millisecond)
-			continue
-		}
-		queued := 0
+		return l.p4.ReadBatch(in, flags)
+	}
+	// serve handles n datagrams in in, queueing the answers in out.
+	serve := func(n int) {
 		for i := 0; i < n; i++ {
 			m := &in[i]
 			src := udpAddrPort(m.Addr)
@@ -115,7 +101,7 @@ func (s *Server) readBatches(l *link) {
 			}
 			addr := m.Addr
 			now := func(b []byte) error {
-				if queued == batchSize {
+				if queued == len(out) {
 					return l.send(b, src)
 				}
 				outBufs[queued] = append(outBufs[queued][:0], b...)
@@ -127,6 +113,38 @@ func (s *Server) readBatches(l *link) {
 			later := func(b []byte) error { return l.send(b, src) }
 			s.handle(l, src, bcast, bufs[i][:m.N], now, later)
 		}
+	}
+	for {
+		// Right after traffic, poll without sleeping for a moment: under
+		// load the next request is usually microseconds away, and waking
+		// a parked reader costs more than that.
+		flags := 0
+		if !last.IsZero() && time.Since(last) < spinFor {
+			flags = unix.MSG_DONTWAIT
+		}
+		n, err := read(flags)
+		if flags != 0 && errors.Is(err, unix.EAGAIN) {
+			continue
+		}
+		if err != nil {
+			if s.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			s.log.Warn("nbt: read", "interface", l.ifc.Name, "err", err)
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		last = time.Now()
+		serve(n)
+		// Gather what arrived meanwhile, so that one sendmmsg answers
+		// as many requests as are waiting.
+		for queued+batchSize <= len(out) {
+			n, err := read(unix.MSG_DONTWAIT)
+			if err != nil || n == 0 {
+				break
+			}
+			serve(n)
+		}
 		for sent := 0; sent < queued; {
 			k, err := l.p4.WriteBatch(out[sent:queued], 0)
 			if err != nil {
@@ -136,6 +154,7 @@ func (s *Server) readBatches(l *link) {
 			}
 			sent += k
 		}
+		queued = 0
 	}
 }
 
