@@ -22,6 +22,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -180,7 +181,7 @@ func New(cfg Config) (*Server, error) {
 		claimed: make(chan struct{}), challenge: map[string]bool{}}
 	own, err := ownNames(cfg.Name, cfg.Workgroup, cfg.Scope)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("nameservice: %w", err)
 	}
 	s.own = own
 	s.table = newTable(cfg.MaxNames, cfg.WINSMinTTL, cfg.WINSMaxTTL)
@@ -188,7 +189,14 @@ func New(cfg Config) (*Server, error) {
 	if cfg.StateFile != "" {
 		n, err := s.table.load(cfg.StateFile, time.Now())
 		if err != nil {
-			return nil, err
+			// A table that cannot be read must not keep the box from
+			// starting: set it aside and let the clients register again
+			// (they refresh within their TTL).
+			bad := cfg.StateFile + ".bad"
+			os.Rename(cfg.StateFile, bad)
+			s.log.Error("nbt: WINS table unreadable; starting with an empty one", "err", err, "moved_to", bad)
+			s.table = newTable(cfg.MaxNames, cfg.WINSMinTTL, cfg.WINSMaxTTL)
+			s.table.lastSave = time.Now()
 		}
 		if n > 0 {
 			s.log.Info("nbt: WINS table loaded", "names", n, "file", cfg.StateFile)
@@ -268,7 +276,9 @@ func (s *Server) serve(links []*link) error {
 	return nil
 }
 
-// readers is the number of goroutines reading each UDP socket.
+// readers is the number of goroutines reading each UDP socket: one, as a
+// second would only wait for the descriptor's read lock (and measured
+// slower).
 const readers = 1
 
 // Claimed is closed once the box's names are claimed or in conflict.

@@ -365,3 +365,16 @@ func TestDefendAndConflictDemand(t *testing.T) {
 		t.Fatalf("answer for a name in conflict: %s", r)
 	}
 }
+
+func TestUnreadableTableSetAside(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "wins.json")
+	os.WriteFile(file, []byte("{not json"), 0o600)
+	s, err := New(Config{Name: "CONCIERGE", Workgroup: "WORKGROUP", WINS: true, StateFile: file})
+	if err != nil {
+		t.Fatalf("New with a corrupt table: %v", err)
+	}
+	s.Close()
+	if _, err := os.Stat(file + ".bad"); err != nil {
+		t.Errorf("corrupt table not set aside: %v", err)
+	}
+}
