@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"concierge/appliance/config"
+	"concierge/internal/authlimit"
 	"concierge/internal/durable"
 )
 
@@ -68,7 +69,7 @@ func Serve(ctx context.Context, opt Options) error {
 	}
 	defer unlock()
 
-	env := &Env{DataDir: dataDir, Log: log, Users: NewUsers(cfg)}
+	env := &Env{DataDir: dataDir, Log: log, Users: NewUsers(cfg), AuthFails: &authlimit.Limiter{}}
 	services := newServices(env)
 	var started []Service
 	stopAll := func() {

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 
 	"concierge/appliance/config"
+	"concierge/internal/authlimit"
 	"concierge/smtpd/queue"
 	"concierge/smtpd/store"
 )
@@ -36,6 +37,9 @@ type Env struct {
 	Log     *slog.Logger
 	// Users checks mailbox passwords against the live configuration.
 	Users *Users
+	// AuthFails is shared by every service that checks passwords, so a
+	// guesser gains nothing by switching from SMTP to POP3.
+	AuthFails *authlimit.Limiter
 	// Store and Queue are opened by the SMTP service (started first) and
 	// shared with the services that deliver mail out and bounce it.
 	Store *store.Store

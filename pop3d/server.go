@@ -28,7 +28,7 @@ type Server struct {
 	// AuthFails slows down failed logins per user name and per client
 	// address (its zero value: 1 s doubling to 16 s, remembered 15
 	// minutes).
-	AuthFails authlimit.Limiter
+	AuthFails *authlimit.Limiter
 
 	settings atomic.Pointer[Settings]
 
@@ -52,7 +52,7 @@ func NewServer(auth Authenticator, boxes Mailboxes, set *Settings, log *slog.Log
 		set = &Settings{}
 	}
 	s := &Server{
-		Auth: auth, Mailboxes: boxes, Log: log,
+		Auth: auth, Mailboxes: boxes, Log: log, AuthFails: &authlimit.Limiter{},
 		listeners: map[net.Listener]struct{}{},
 		sessions:  map[*session]struct{}{},
 		perIP:     map[netip.Addr]int{},

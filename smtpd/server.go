@@ -94,7 +94,7 @@ type Server struct {
 	wg        sync.WaitGroup
 
 	// AuthFails slows down password guessing per address and user.
-	AuthFails authlimit.Limiter
+	AuthFails *authlimit.Limiter
 
 	// Counters for the status page.
 	Accepted, Rejected, Messages atomic.Uint64
@@ -112,7 +112,7 @@ func New(st *store.Store, set *Settings, log *slog.Logger) *Server {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{
-		Store: st, Log: log,
+		Store: st, Log: log, AuthFails: &authlimit.Limiter{},
 		lib:       map[ListenerKind]*libServer{},
 		listeners: map[net.Listener]ListenerKind{},
 		conns:     map[*frontConn]struct{}{},
