@@ -276,9 +276,11 @@ func (s *Server) serve(links []*link) error {
 	return nil
 }
 
-// readers is the number of goroutines reading each UDP socket: one, as a
-// second would only wait for the descriptor's read lock (and measured
-// slower).
+// readers is the number of goroutines reading each UDP socket. It must be
+// one: a reader gathers more requests with non-blocking reads before it
+// sends the answers it holds, and with a second reader parked in the poller
+// those reads would wait for the descriptor's read lock, holding the
+// answers back until new traffic came.
 const readers = 1
 
 // Claimed is closed once the box's names are claimed or in conflict.
