@@ -397,7 +397,7 @@ func (s *Server) challengeOwner(l *link, p *wire.Packet, n wire.Name, e wire.NB,
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		alive := s.ask(l, n, cur)
+		alive := s.ask(s.linkFor(cur, l), n, cur)
 		if !alive {
 			s.table.replace(n, e.Addr, e.Flags, ttl, time.Now())
 		}
@@ -417,6 +417,18 @@ func (s *Server) challengeOwner(l *link, p *wire.Packet, n wire.Name, e wire.NB,
 		s.log.Info("nbt: owner is gone; name registered to the new node", "name", n.String(), "old", cur, "new", e.Addr)
 		s.send(wire.NewRegistrationResponse(p, wire.RcodeOK, ttlSeconds(ttl)), later)
 	}()
+}
+
+// linkFor returns the link whose subnet holds a, or def.
+func (s *Server) linkFor(a netip.Addr, def *link) *link {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range s.links {
+		if l.ifc.OnLAN(a) {
+			return l
+		}
+	}
+	return def
 }
 
 // ask queries owner for n, unicast and without recursion, and reports
