@@ -644,3 +644,66 @@ func TestNBTInterfaceChanges(t *testing.T) {
 		t.Errorf("no log of the change")
 	}
 }
+
+// Conflicts with Samba's nmbd, both ways: the box does not claim a name
+// nmbd already holds, and nmbd is refused a name the box holds.
+func TestNBTConflictWithNmbd(t *testing.T) {
+	testnet.Require(t, "nmbd", "nmblookup", "tshark")
+	lan := testnet.NewLAN(t, "10.77.16.0/24")
+	boxH, pc := lan.AddHost("box", 1), lan.AddHost("pc", 2)
+	box := nbtBox(t, boxH, "nbt.name", "OFFICEPC")
+	capture(t, boxH)
+	nmbd := pc.StartNmbd("OFFICEPC", "OFFICE")
+	// nmbd answers broadcasts a few seconds after it starts.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, err := boxH.Nmblookup("-B", lan.Broadcast().String(), "OFFICEPC#20")
+		if err == nil && strings.Contains(out, pc.Addr.String()+" OFFICEPC<20>") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nmbd does not answer for its name:\n%s\n%s", out, nmbd.Out.String())
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	startBox(t, box)
+	time.Sleep(1500 * time.Millisecond)
+	names := box.CLI("nbt", "names")
+	for _, n := range []string{"OFFICEPC<00>", "OFFICEPC<20>"} {
+		if !regexp.MustCompile(regexp.QuoteMeta(n) + `\s+unique\s+conflict \(owned by ` + regexp.QuoteMeta(pc.Addr.String())).MatchString(names) {
+			t.Errorf("box does not show %s in conflict with nmbd:\n%s", n, names)
+		}
+	}
+	if out, _ := pc.Nmblookup("-B", lan.Broadcast().String(), "OFFICEPC#20"); strings.Contains(out, boxH.Addr.String()+" ") {
+		t.Errorf("the box answers for nmbd's name:\n%s", out)
+	}
+
+	// The other way: the box holds CONCIERGE; an nmbd that wants it is
+	// refused and does not answer for it.
+	box.Stop()
+	box.CLI("config", "set", "nbt.name", "CONCIERGE")
+	startBox(t, box)
+	time.Sleep(time.Second)
+	rival := lan.AddHost("rival", 3)
+	rnmbd := rival.StartNmbd("CONCIERGE", "OFFICE")
+	deadline = time.Now().Add(30 * time.Second)
+	for !strings.Contains(box.Proc.Out.String(), "defending our name") {
+		if time.Now().After(deadline) {
+			t.Fatalf("nmbd's registration of CONCIERGE was not defended:\n%s", rnmbd.Out.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	time.Sleep(6 * time.Second)
+	for _, l := range strings.Split(rnmbd.Out.String(), "\n") {
+		if strings.Contains(strings.ToLower(l), "refus") || strings.Contains(strings.ToLower(l), "fail") {
+			t.Logf("nmbd: %s", strings.TrimSpace(l))
+		}
+	}
+	if !strings.Contains(rnmbd.Out.String(), "Failed to register my name CONCIERGE<20>") {
+		t.Errorf("nmbd does not report its registration of CONCIERGE<20> refused")
+	}
+	out, _ := pc.Nmblookup("-B", lan.Broadcast().String(), "CONCIERGE#20")
+	if !strings.Contains(out, boxH.Addr.String()+" CONCIERGE<20>") || strings.Contains(out, rival.Addr.String()) {
+		t.Errorf("CONCIERGE should be answered by the box only:\n%s\nnmbd:\n%s", out, rnmbd.Out.String())
+	}
+}
