@@ -454,6 +454,9 @@ func TestNBTFlood(t *testing.T) {
 	boxH, pc := lan.AddHost("box", 1), lan.AddHost("pc", 2)
 	box := nbtBox(t, boxH, "nbt.rate_limit", "1000000", "nbt.rate_burst", "1000000")
 	capture(t, boxH)
+	// The same display filter that finds nothing wrong in what the box
+	// sends must find the garbage the client sends: the check can fail.
+	garbage := pc.Capture("udp port 137")
 	startBox(t, box)
 	time.Sleep(time.Second)
 	c := pc.ListenUDP(0)
@@ -492,6 +495,12 @@ func TestNBTFlood(t *testing.T) {
 		answers++
 	}
 	t.Logf("flood: %d packets sent, %d answered", sent, answers)
+	flagged, _ := garbage.Stop(fmt.Sprintf("ip.src == %s && (_ws.malformed || _ws.expert.severity >= 0x600000)", pc.Addr))
+	if n := strings.Count(flagged, "\n"); n < sent/10 {
+		t.Errorf("Wireshark flags only %d of %d garbage packets: the malformed check would not notice", n, sent)
+	} else {
+		t.Logf("Wireshark flags %d of the %d garbage packets", n, sent)
+	}
 	if answers > sent/100 {
 		t.Errorf("%d answers to %d garbage packets", answers, sent)
 	}
