@@ -291,6 +291,12 @@ func (s *Server) query(l *link, p *wire.Packet, bcast bool, now time.Time, out r
 	if bcast {
 		return
 	}
+	if o := s.findOwn(n); o != nil && o.state.Load() == stateRegistering {
+		// Not ours yet, but most likely in a moment (a restart): let
+		// the client retry rather than cache a negative answer.
+		s.stats.ignored.Add(1)
+		return
+	}
 	if s.cfg.WINS {
 		if es, left, ok := s.table.lookup(n, now); ok {
 			s.send(wire.NewPositiveQuery(p, left, true, es...), out)

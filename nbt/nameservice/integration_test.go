@@ -605,6 +605,7 @@ func TestNBTTwoInterfacesAndRemote(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("allow_remote did not apply:\n%s", box.Proc.Out.String())
 		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 

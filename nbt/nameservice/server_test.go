@@ -378,3 +378,31 @@ func TestUnreadableTableSetAside(t *testing.T) {
 		t.Errorf("corrupt table not set aside: %v", err)
 	}
 }
+
+// While the box's names are being claimed, a unicast query for one of them
+// gets no answer (not a negative one a client would cache); afterwards it
+// gets the address.
+func TestSilentWhileRegistering(t *testing.T) {
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Config{Name: "CONCIERGE", Workgroup: "WORKGROUP", WINS: true, NoTCP: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ifc := Interface{Name: "lo", Addr: lo, Prefixes: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, Broadcast: netip.MustParseAddr("127.255.255.255")}
+	if err := s.Serve(pc, ifc); err != nil {
+		t.Fatal(err)
+	}
+	c := newClient(t, "127.0.0.1:0", udpAddrPort(pc.LocalAddr()))
+	c.send(wire.NewQuery(1, wire.MustName("CONCIERGE", 0x20, ""), false, true))
+	if r := c.recv(300 * time.Millisecond); r != nil {
+		t.Fatalf("answer while registering: %s", r)
+	}
+	<-s.Claimed()
+	if r := c.roundTrip(wire.NewQuery(2, wire.MustName("CONCIERGE", 0x20, ""), false, true)); r.Kind() != wire.KindPositiveQuery {
+		t.Fatalf("after the claim: %s", r)
+	}
+}
