@@ -116,16 +116,7 @@ func TestSlowClientAndIdleTimeout(t *testing.T) {
 	m := newMailLAN(t, "10.77.62", func(b *testnet.Box) {
 		b.CLI("config", "set", "smtp.idle_timeout", "3s")
 	})
-	out, err := m.client.Output("/usr/bin/python3", "-c", `
-import socket, sys, time
-s = socket.create_connection((sys.argv[1], 25), timeout=60)
-f = s.makefile("rb")
-def reply():
-    l = f.readline()
-    while l[3:4] == b"-":
-        l = f.readline()
-    return l.decode().strip()
-reply()
+	out, err := m.client.Output("/usr/bin/python3", "-c", rawSession(60)+`
 s.sendall(b"EHLO client.test\r\n"); reply()
 s.sendall(b"MAIL FROM:<a@remote.test>\r\n"); reply()
 s.sendall(b"RCPT TO:<bob@example.test>\r\n"); reply()

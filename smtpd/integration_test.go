@@ -58,6 +58,23 @@ func (m *mailLAN) swaks(h *testnet.Host, args ...string) (string, error) {
 	return string(out), err
 }
 
+// rawSession is the start of a Python client that speaks SMTP by hand to
+// port 25 of the box given as its first argument: s is the socket and
+// reply() reads one (multi-line) reply; the greeting is already read.
+func rawSession(timeout int) string {
+	return fmt.Sprintf(`
+import socket, sys, time
+s = socket.create_connection((sys.argv[1], 25), timeout=%d)
+f = s.makefile("rb")
+def reply():
+    l = f.readline()
+    while l[3:4] == b"-":
+        l = f.readline()
+    return l.decode().strip()
+reply()
+`, timeout)
+}
+
 func countContaining(msgs []string, s string) int {
 	n := 0
 	for _, m := range msgs {
@@ -283,16 +300,7 @@ except smtplib.SMTPDataError as e:
 		t.Errorf("stored message is %d bytes, too short", len(msgs[0]))
 	}
 	// A client that lies about SIZE (or gives none) is stopped at DATA.
-	out, err = m.client.Output("/usr/bin/python3", "-c", `
-import socket, sys
-s = socket.create_connection((sys.argv[1], 25), timeout=60)
-f = s.makefile("rb")
-def reply():
-    l = f.readline()
-    while l[3:4] == b"-":
-        l = f.readline()
-    return l.decode().strip()
-reply()
+	out, err = m.client.Output("/usr/bin/python3", "-c", rawSession(60)+`
 s.sendall(b"EHLO client.test\r\n"); reply()
 s.sendall(b"MAIL FROM:<a@remote.test>\r\n"); reply()
 s.sendall(b"RCPT TO:<bob@example.test>\r\n"); reply()
@@ -314,16 +322,7 @@ print("final:", reply())
 // Acceptance 5: bare LF/CR dots do not end DATA (SMTP smuggling).
 func TestSmuggling(t *testing.T) {
 	m := newMailLAN(t, "10.77.42")
-	out, err := m.client.Output("/usr/bin/python3", "-c", `
-import socket, sys
-s = socket.create_connection((sys.argv[1], 25), timeout=20)
-f = s.makefile("rb")
-def reply():
-    l = f.readline()
-    while l[3:4] == b"-":
-        l = f.readline()
-    return l.decode().strip()
-reply()
+	out, err := m.client.Output("/usr/bin/python3", "-c", rawSession(20)+`
 s.sendall(b"EHLO client.test\r\n"); reply()
 s.sendall(b"MAIL FROM:<a@remote.test>\r\n"); reply()
 s.sendall(b"RCPT TO:<bob@example.test>\r\n"); reply()
