@@ -2,17 +2,16 @@ package pop3d
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net"
-	"net/netip"
 	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"concierge/internal/authlimit"
+	"concierge/internal/connlimit"
 )
 
 // ErrServerClosed is returned by Serve after Shutdown or Close.
@@ -35,7 +34,7 @@ type Server struct {
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	sessions  map[*session]struct{}
-	perIP     map[netip.Addr]int
+	conns     connlimit.Counter
 	closing   bool
 	wg        sync.WaitGroup
 	nextID    atomic.Uint64
@@ -55,7 +54,6 @@ func NewServer(auth Authenticator, boxes Mailboxes, set *Settings, log *slog.Log
 		Auth: auth, Mailboxes: boxes, Log: log, AuthFails: &authlimit.Limiter{},
 		listeners: map[net.Listener]struct{}{},
 		sessions:  map[*session]struct{}{},
-		perIP:     map[netip.Addr]int{},
 	}
 	s.stats.init()
 	s.Configure(set)
@@ -110,14 +108,14 @@ func (s *Server) Serve(l net.Listener) error {
 // (tests use net.Pipe). A *tls.Conn is served as implicit TLS.
 func (s *Server) ServeConn(c net.Conn) {
 	set := s.settings.Load()
-	ip := remoteIP(c)
+	ip := connlimit.RemoteIP(c)
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
 		c.Close()
 		return
 	}
-	if len(s.sessions) >= set.MaxConns || s.perIP[ip] >= set.MaxConnsPerIP {
+	if !s.conns.Acquire(ip, set.MaxConns, set.MaxConnsPerIP) {
 		s.mu.Unlock()
 		s.stats.refused.Add(1)
 		s.Log.Info("connection refused: too many", "remote", c.RemoteAddr().String())
@@ -131,7 +129,6 @@ func (s *Server) ServeConn(c net.Conn) {
 	}
 	sess := newSession(s, c, set, ip)
 	s.sessions[sess] = struct{}{}
-	s.perIP[ip]++
 	s.wg.Add(1)
 	s.mu.Unlock()
 	s.stats.accepted.Add(1)
@@ -140,22 +137,9 @@ func (s *Server) ServeConn(c net.Conn) {
 		sess.serve()
 		s.mu.Lock()
 		delete(s.sessions, sess)
-		if s.perIP[ip]--; s.perIP[ip] <= 0 {
-			delete(s.perIP, ip)
-		}
 		s.mu.Unlock()
+		s.conns.Release(ip)
 	}()
-}
-
-func remoteIP(c net.Conn) netip.Addr {
-	if tc, ok := c.(*tls.Conn); ok {
-		c = tc.NetConn()
-	}
-	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-		a, _ := netip.AddrFromSlice(ta.IP)
-		return a.Unmap()
-	}
-	return netip.Addr{}
 }
 
 // Shutdown stops accepting, lets commands in progress finish, ends every

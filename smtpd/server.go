@@ -21,6 +21,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"concierge/internal/authlimit"
+	"concierge/internal/connlimit"
 	"concierge/internal/mailaddr"
 	"concierge/smtpd/store"
 )
@@ -89,7 +90,7 @@ type Server struct {
 	lib       map[ListenerKind]*libServer
 	listeners map[net.Listener]ListenerKind
 	conns     map[*frontConn]struct{}
-	perIP     map[netip.Addr]int
+	counts    connlimit.Counter
 	closing   bool
 	wg        sync.WaitGroup
 
@@ -116,7 +117,6 @@ func New(st *store.Store, set *Settings, log *slog.Logger) *Server {
 		lib:       map[ListenerKind]*libServer{},
 		listeners: map[net.Listener]ListenerKind{},
 		conns:     map[*frontConn]struct{}{},
-		perIP:     map[netip.Addr]int{},
 	}
 	s.Configure(set)
 	return s
@@ -228,14 +228,14 @@ func (s *Server) ServeConn(kind ListenerKind, c net.Conn) { s.accept(kind, c) }
 
 func (s *Server) accept(kind ListenerKind, raw net.Conn) {
 	set := s.settings.Load()
-	ip := remoteIP(raw)
+	ip := connlimit.RemoteIP(raw)
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
 		raw.Close()
 		return
 	}
-	if len(s.conns) >= set.MaxConns || s.perIP[ip] >= set.MaxConnsPerIP {
+	if !s.counts.Acquire(ip, set.MaxConns, set.MaxConnsPerIP) {
 		s.mu.Unlock()
 		s.Rejected.Add(1)
 		s.Log.Info("connection refused: too many", "remote", raw.RemoteAddr().String(), "port", kind.String())
@@ -254,6 +254,7 @@ func (s *Server) accept(kind ListenerKind, raw net.Conn) {
 	if kind == SubmissionTLS {
 		if set.TLSConfig == nil {
 			s.mu.Unlock()
+			s.counts.Release(ip)
 			raw.Close()
 			return
 		}
@@ -262,30 +263,19 @@ func (s *Server) accept(kind ListenerKind, raw net.Conn) {
 	}
 	raw.SetDeadline(time.Now().Add(set.IdleTimeout))
 	s.conns[fc] = struct{}{}
-	s.perIP[ip]++
 	lib := s.lib[kind]
 	start := time.Now()
 	fc.onClose = func() {
 		s.mu.Lock()
 		delete(s.conns, fc)
-		if s.perIP[ip]--; s.perIP[ip] <= 0 {
-			delete(s.perIP, ip)
-		}
 		s.mu.Unlock()
+		s.counts.Release(ip)
 		s.Log.Info("connection closed", "remote", raw.RemoteAddr().String(), "port", kind.String(), "tls", fc.isTLS(), "duration", time.Since(start).Round(time.Millisecond))
 	}
 	s.mu.Unlock()
 	if !lib.ch.push(fc) {
 		fc.Close()
 	}
-}
-
-func remoteIP(c net.Conn) netip.Addr {
-	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-		a, _ := netip.AddrFromSlice(ta.IP)
-		return a.Unmap()
-	}
-	return netip.Addr{}
 }
 
 // Shutdown stops accepting, answers the next command of every session

@@ -14,6 +14,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"concierge/internal/connlimit"
 	"concierge/internal/mailaddr"
 	"concierge/smtpd/queue"
 	"concierge/smtpd/store"
@@ -58,7 +59,7 @@ func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	if fc == nil {
 		return nil, errors.New("smtpd: connection not from our listener")
 	}
-	return &session{s: b.s, kind: b.kind, fc: fc, conn: c, ip: remoteIP(fc.raw)}, nil
+	return &session{s: b.s, kind: b.kind, fc: fc, conn: c, ip: connlimit.RemoteIP(fc.raw)}, nil
 }
 
 type rcpt struct {
