@@ -277,10 +277,9 @@ func (s *Server) serve(links []*link) error {
 }
 
 // readers is the number of goroutines reading each UDP socket. It must be
-// one: a reader gathers more requests with non-blocking reads before it
-// sends the answers it holds, and with a second reader parked in the poller
-// those reads would wait for the descriptor's read lock, holding the
-// answers back until new traffic came.
+// one: a reader polls without sleeping for a moment after it answered,
+// and a second reader parked in the poller would hold the descriptor's
+// read lock against those polls.
 const readers = 1
 
 // Claimed is closed once the box's names are claimed or in conflict.

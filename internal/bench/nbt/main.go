@@ -40,6 +40,10 @@ var (
 	timeout  = flag.Duration("timeout", 200*time.Millisecond, "a query unanswered this long counts as lost")
 	rounds   = flag.Int("rounds", 3, "rounds, alternating the servers at each level; the median is printed")
 	spin     = flag.Bool("spin", false, "busy-poll in the load generator instead of sleeping until an answer comes")
+	perSock  = flag.Bool("sockets", false, "one socket and goroutine per requester, blocking reads (like separate clients)")
+	binFlag  = flag.String("bin", "", "concierge binary to run (default: build ./cmd/concierge)")
+	ceiling  = flag.Bool("ceiling", false, "replace nmbd by ./internal/bench/nbt/ceiling, which echoes each query back: the most any server gets here")
+	nmbdWINS = flag.Bool("nmbd-wins", false, "run nmbd as a WINS server (wins support = yes)")
 )
 
 const (
@@ -116,11 +120,14 @@ func run() error {
 		return err
 	}
 	defer os.RemoveAll(work)
-	bin := filepath.Join(work, "concierge")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/concierge")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build: %v\n%s", err, out)
+	bin := *binFlag
+	if bin == "" {
+		bin = filepath.Join(work, "concierge")
+		build := exec.Command("go", "build", "-o", bin, "./cmd/concierge")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := build.CombinedOutput(); err != nil {
+			return fmt.Errorf("go build: %v\n%s", err, out)
+		}
 	}
 
 	id := fmt.Sprintf("%s%d", prefix, os.Getpid()%100000)
@@ -162,7 +169,20 @@ func run() error {
 		return err
 	}
 	defer stop(box)
-	nmbd, err := startNmbd(filepath.Join(work, "nmbd"), nmbdNS)
+	var nmbd *exec.Cmd
+	anchor := "nmbd"
+	if *ceiling {
+		anchor = "ceiling"
+		cb := filepath.Join(work, "ceiling")
+		if out, err := exec.Command("go", "build", "-o", cb, "./internal/bench/nbt/ceiling").CombinedOutput(); err != nil {
+			return fmt.Errorf("go build ceiling: %v\n%s", err, out)
+		}
+		nmbd = exec.Command("ip", "netns", "exec", nmbdNS, cb)
+		nmbd.Stderr = os.Stderr
+		err = nmbd.Start()
+	} else {
+		nmbd, err = startNmbd(filepath.Join(work, "nmbd"), nmbdNS)
+	}
 	if err != nil {
 		return err
 	}
@@ -194,18 +214,18 @@ func run() error {
 	}
 	hwm, nmbdRSS := peak(box.Process.Pid), peak(nmbd.Process.Pid)
 
-	fmt.Printf("\n%-10s | %-30s | %-30s | %s\n", "requesters", "concierge q/s   p50      p99", "nmbd q/s        p50      p99", "ratio")
+	fmt.Printf("\n%-10s | %-30s | %-30s | %s\n", "requesters", "concierge q/s   p50      p99", fmt.Sprintf("%-16sp50      p99", anchor+" q/s"), "ratio")
 	for li, n := range levels {
 		c, r := median(res["concierge"][li]), median(res["nmbd"][li])
 		fmt.Printf("%-10d | %8.0f  %8s %8s   | %8.0f  %8s %8s   | %.2fx\n", n, c.qps, us(c.p50), us(c.p99), r.qps, us(r.p50), us(r.p99), c.qps/r.qps)
-		fmt.Printf("%-10s   CPU: concierge %.0f%% (generator %.0f%%), nmbd %.0f%% (generator %.0f%%); rounds q/s: concierge %s, nmbd %s\n",
-			"", 100*c.srvCPU, 100*c.genCPU, 100*r.srvCPU, 100*r.genCPU, all(res["concierge"][li]), all(res["nmbd"][li]))
+		fmt.Printf("%-10s   CPU: concierge %.0f%% (generator %.0f%%), %s %.0f%% (generator %.0f%%); rounds q/s: concierge %s, %s %s\n",
+			"", 100*c.srvCPU, 100*c.genCPU, anchor, 100*r.srvCPU, 100*r.genCPU, all(res["concierge"][li]), anchor, all(res["nmbd"][li]))
 		if c.lost+r.lost > 0 {
-			fmt.Printf("%-10s   lost: concierge %d of %d, nmbd %d of %d\n", "", c.lost, c.sum, r.lost, r.sum)
+			fmt.Printf("%-10s   lost: concierge %d of %d, %s %d of %d\n", "", c.lost, c.sum, anchor, r.lost, r.sum)
 		}
 	}
-	fmt.Printf("\nmemory: concierge RSS %.1f MB with nbt off, %.1f MB with nbt on, %.1f MB peak under load: the NetBIOS part adds %.1f MB; nmbd peak RSS %.1f MB\n",
-		mb(rssOff), mb(rssOn), mb(hwm), mb(hwm-rssOff), mb(nmbdRSS))
+	fmt.Printf("\nmemory: concierge RSS %.1f MB with nbt off, %.1f MB with nbt on, %.1f MB peak under load: the NetBIOS part adds %.1f MB; %s peak RSS %.1f MB\n",
+		mb(rssOff), mb(rssOn), mb(hwm), mb(hwm-rssOff), anchor, mb(nmbdRSS))
 	return nil
 }
 
@@ -295,6 +315,9 @@ func startNmbd(dir, ns string) (*exec.Cmd, error) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "[global]\n netbios name = %s\n workgroup = %s\n interfaces = eth0\n bind interfaces only = yes\n"+
 		" local master = no\n domain master = no\n preferred master = no\n log level = 0\n", nmbdName, workgrp)
+	if *nmbdWINS {
+		b.WriteString(" wins support = yes\n")
+	}
 	for _, d := range []string{"lock directory", "state directory", "cache directory", "pid directory", "private dir", "ncalrpc dir"} {
 		sub := filepath.Join(dir, strings.ReplaceAll(d, " ", "_"))
 		if err := os.MkdirAll(sub, 0o755); err != nil {
@@ -431,6 +454,9 @@ func ask(c *net.UDPConn, tg *target, id uint16, d time.Duration, buf []byte) (ti
 // with recvmmsg/sendmmsg, so the generator spends as little CPU per query
 // as it can and the servers get the rest of the machine.
 func load(cli string, n int, tg *target) (result, error) {
+	if *perSock {
+		return loadSockets(cli, n, tg)
+	}
 	cs, err := sockets(cli, 1)
 	if err != nil {
 		return result{}, err
@@ -532,6 +558,62 @@ func load(cli string, n int, tg *target) (result, error) {
 	}
 	el := time.Since(start)
 	r := result{lost: lost, sum: len(lat) + lost}
+	if len(lat) == 0 {
+		return r, errors.New("no query answered")
+	}
+	slices.Sort(lat)
+	r.qps = float64(len(lat)) / el.Seconds()
+	r.p50 = lat[len(lat)/2]
+	r.p99 = lat[len(lat)*99/100]
+	return r, nil
+}
+
+// loadSockets runs n requesters, each a goroutine with its own socket
+// that sends a query and blocks until its answer comes.
+func loadSockets(cli string, n int, tg *target) (result, error) {
+	cs, err := sockets(cli, n)
+	if err != nil {
+		return result{}, err
+	}
+	type part struct {
+		lat  []time.Duration
+		lost int
+	}
+	parts := make([]part, n)
+	end := time.Now().Add(*duration)
+	start := time.Now()
+	done := make(chan struct{})
+	for i := range n {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			c := cs[i]
+			defer c.Close()
+			buf := make([]byte, 1500)
+			p := &parts[i]
+			p.lat = make([]time.Duration, 0, 1<<18)
+			id := uint16(rand.Uint32())
+			for time.Now().Before(end) {
+				id++
+				d, ok := ask(c, tg, id, *timeout, buf)
+				if !ok {
+					p.lost++
+					continue
+				}
+				p.lat = append(p.lat, d)
+			}
+		}()
+	}
+	for range n {
+		<-done
+	}
+	el := time.Since(start)
+	var lat []time.Duration
+	r := result{}
+	for _, p := range parts {
+		lat = append(lat, p.lat...)
+		r.lost += p.lost
+	}
+	r.sum = len(lat) + r.lost
 	if len(lat) == 0 {
 		return r, errors.New("no query answered")
 	}
