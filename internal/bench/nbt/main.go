@@ -556,7 +556,12 @@ func load(cli string, n int, tg *target) (result, error) {
 			return result{}, err
 		}
 	}
-	el := time.Since(start)
+	return summary(lat, lost, time.Since(start))
+}
+
+// summary turns the latencies of answered queries and the count of lost
+// ones over el into a result.
+func summary(lat []time.Duration, lost int, el time.Duration) (result, error) {
 	r := result{lost: lost, sum: len(lat) + lost}
 	if len(lat) == 0 {
 		return r, errors.New("no query answered")
@@ -608,18 +613,10 @@ func loadSockets(cli string, n int, tg *target) (result, error) {
 	}
 	el := time.Since(start)
 	var lat []time.Duration
-	r := result{}
+	lost := 0
 	for _, p := range parts {
 		lat = append(lat, p.lat...)
-		r.lost += p.lost
+		lost += p.lost
 	}
-	r.sum = len(lat) + r.lost
-	if len(lat) == 0 {
-		return r, errors.New("no query answered")
-	}
-	slices.Sort(lat)
-	r.qps = float64(len(lat)) / el.Seconds()
-	r.p50 = lat[len(lat)/2]
-	r.p99 = lat[len(lat)*99/100]
-	return r, nil
+	return summary(lat, lost, el)
 }
