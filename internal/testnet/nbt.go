@@ -20,10 +20,12 @@ import (
 // InNS runs fn on an OS thread switched into the host's network namespace;
 // sockets fn opens stay in that namespace after it returns.
 func (h *Host) InNS(fn func() error) error {
-	return inNS(h.NS, fn)
+	return InNamespace(h.NS, fn)
 }
 
-func inNS(ns string, fn func() error) error {
+// InNamespace runs fn on an OS thread switched into the named network
+// namespace (ip netns); sockets fn opens stay there after it returns.
+func InNamespace(ns string, fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()

@@ -31,6 +31,7 @@ import (
 	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
 
+	"concierge/internal/testnet"
 	"concierge/nbt/wire"
 )
 
@@ -365,41 +366,9 @@ func status(pid int, key string) int {
 	return 0
 }
 
-// inNS runs fn on a thread in namespace ns; sockets it opens stay there.
-func inNS(ns string, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		target, err := os.Open(filepath.Join("/var/run/netns", ns))
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer target.Close()
-		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- err
-			return
-		}
-		ferr := fn()
-		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- err // the thread stays locked and dies with the goroutine
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
-}
-
 func sockets(ns string, n int) ([]*net.UDPConn, error) {
 	var cs []*net.UDPConn
-	err := inNS(ns, func() error {
+	err := testnet.InNamespace(ns, func() error {
 		for range n {
 			c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(cliAddr)})
 			if err != nil {
