@@ -222,9 +222,14 @@ func (l *LAN) cleanup() {
 	for _, h := range hosts {
 		names = append(names, h.NS)
 	}
+	DeleteNamespaces(names...)
+}
+
+// DeleteNamespaces kills every process in the named network namespaces
+// (daemons that forked inside one, like postfix and nmbd, included: all
+// of them were started there by the caller), then deletes the namespaces.
+func DeleteNamespaces(names ...string) {
 	for _, ns := range names {
-		// Daemons that forked inside the namespace (postfix, nmbd) are
-		// ours too: every process in a namespace the test made.
 		out, _ := exec.Command("ip", "netns", "pids", ns).Output()
 		for _, f := range strings.Fields(string(out)) {
 			var pid int

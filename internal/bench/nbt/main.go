@@ -133,17 +133,7 @@ func run() error {
 
 	id := fmt.Sprintf("%s%d", prefix, os.Getpid()%100000)
 	sw, boxNS, nmbdNS, cli := id+"sw", id+"box", id+"nmb", id+"cli"
-	cleanup := func() {
-		for _, ns := range []string{boxNS, nmbdNS, cli, sw} {
-			out, _ := exec.Command("ip", "netns", "pids", ns).Output()
-			for _, f := range strings.Fields(string(out)) {
-				if pid, err := strconv.Atoi(f); err == nil && pid > 1 {
-					syscall.Kill(pid, syscall.SIGKILL)
-				}
-			}
-			exec.Command("ip", "netns", "del", ns).Run()
-		}
-	}
+	cleanup := func() { testnet.DeleteNamespaces(boxNS, nmbdNS, cli, sw) }
 	defer cleanup()
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)

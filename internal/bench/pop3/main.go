@@ -39,6 +39,7 @@ import (
 	"time"
 
 	"concierge/internal/maildir"
+	"concierge/internal/testnet"
 	"concierge/pop3d"
 )
 
@@ -109,15 +110,7 @@ func outer() error {
 	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
 		return fmt.Errorf("ip netns add: %v %s", err, out)
 	}
-	cleanup := func() {
-		out, _ := exec.Command("ip", "netns", "pids", ns).Output()
-		for _, f := range strings.Fields(string(out)) {
-			if pid, err := strconv.Atoi(f); err == nil && pid > 1 {
-				syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
-		exec.Command("ip", "netns", "del", ns).Run()
-	}
+	cleanup := func() { testnet.DeleteNamespaces(ns) }
 	defer cleanup()
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
