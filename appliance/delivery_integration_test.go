@@ -94,6 +94,16 @@ func (o *outLAN) submit(t *testing.T, to ...string) string {
 	return token
 }
 
+// delivered waits up to d for exactly one message with token at pf and
+// returns it; the test fails with the queue and pf's log otherwise.
+func (o *outLAN) delivered(t *testing.T, pf *testnet.Postfix, token string, d time.Duration) string {
+	t.Helper()
+	if !testnet.WaitFor(d, func() bool { return len(containing(pf.Delivered(""), token)) == 1 }) {
+		t.Fatalf("not delivered:\n%s\n%s", o.box.CLI("queue", "list"), pf.Log())
+	}
+	return containing(pf.Delivered(""), token)[0]
+}
+
 func containing(msgs []string, s string) []string {
 	var out []string
 	for _, m := range msgs {
@@ -591,10 +601,7 @@ func TestDeliveryStartTLS(t *testing.T) {
 		"smtpd_tls_received_header = yes", "smtpd_tls_loglevel = 1")
 	o.start()
 	token := o.submit(t, "x@remote.test")
-	if !testnet.WaitFor(15*time.Second, func() bool { return len(containing(pf.Delivered(""), token)) == 1 }) {
-		t.Fatalf("not delivered:\n%s\n%s", o.box.CLI("queue", "list"), pf.Log())
-	}
-	msg := containing(pf.Delivered(""), token)[0]
+	msg := o.delivered(t, pf, token, 15*time.Second)
 	if !strings.Contains(msg, "(Postfix) with ESMTPS id") || !strings.Contains(msg, "(using TLS") {
 		t.Errorf("not received over TLS:\n%s", msg)
 	}
@@ -628,10 +635,7 @@ func TestDeliverySmarthostImplicitTLS(t *testing.T) {
 	b.CLI("config", "set", "delivery.smarthost_ca_file", cert)
 	o.start()
 	token := o.submit(t, "x@remote.test")
-	if !testnet.WaitFor(20*time.Second, func() bool { return len(containing(pf.Delivered(""), token)) == 1 }) {
-		t.Fatalf("not delivered through the smarthost:\n%s\n%s", b.CLI("queue", "list"), pf.Log())
-	}
-	if msg := containing(pf.Delivered(""), token)[0]; !strings.Contains(msg, "(Postfix) with ESMTPSA id") {
+	if msg := o.delivered(t, pf, token, 20*time.Second); !strings.Contains(msg, "(Postfix) with ESMTPSA id") {
 		t.Errorf("not received over TLS with AUTH:\n%s", msg)
 	}
 	// Without the CA the certificate is not trusted: the mail waits.
@@ -664,10 +668,7 @@ func TestDeliveryStartTLSFallback(t *testing.T) {
 		"smtpd_tls_protocols = !SSLv2, !SSLv3, !TLSv1.2, !TLSv1.3", "smtpd_tls_mandatory_protocols = !SSLv2, !SSLv3, !TLSv1.2, !TLSv1.3")
 	o.start()
 	token := o.submit(t, "x@remote.test")
-	if !testnet.WaitFor(15*time.Second, func() bool { return len(containing(pf.Delivered(""), token)) == 1 }) {
-		t.Fatalf("not delivered:\n%s\n%s", o.box.CLI("queue", "list"), pf.Log())
-	}
-	msg := containing(pf.Delivered(""), token)[0]
+	msg := o.delivered(t, pf, token, 15*time.Second)
 	if !strings.Contains(msg, "(Postfix) with ESMTP id") {
 		t.Errorf("expected a plain delivery after the failed handshake:\n%s", msg)
 	}
