@@ -442,18 +442,6 @@ print("HOLDING", n, flush=True)
 time.sleep(600)
 `
 
-const secondSession = `
-import poplib, sys
-p = poplib.POP3(sys.argv[1], 110, timeout=30)
-p.user("alice")
-try:
-    p.pass_(sys.argv[2])
-    print("LOGGED-IN", p.stat()[0])
-    p.quit()
-except poplib.error_proto as e:
-    print("REFUSED", e.args[0].decode())
-`
-
 func TestInUseAndKilledClient(t *testing.T) {
 	p := newPopLAN(t, "10.77.33")
 	p.deliver(t, messages(10, 5))
@@ -467,7 +455,7 @@ func TestInUseAndKilledClient(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	out, _ := p.trusted.Output(python, "-c", secondSession, p.box.Addr.String(), alicePass)
+	out, _ := p.trusted.Output(python, "-c", plainLogin, p.box.Addr.String(), alicePass)
 	if !strings.HasPrefix(out, "REFUSED -ERR [IN-USE]") {
 		t.Fatalf("second session: %s", out)
 	}
@@ -475,7 +463,7 @@ func TestInUseAndKilledClient(t *testing.T) {
 	first.Wait(5 * time.Second)
 	deadline = time.Now().Add(10 * time.Second)
 	for {
-		out, _ = p.trusted.Output(python, "-c", secondSession, p.box.Addr.String(), alicePass)
+		out, _ = p.trusted.Output(python, "-c", plainLogin, p.box.Addr.String(), alicePass)
 		if strings.HasPrefix(out, "LOGGED-IN") {
 			break
 		}

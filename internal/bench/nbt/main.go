@@ -31,6 +31,7 @@ import (
 	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
 
+	"concierge/internal/bench/measure"
 	"concierge/internal/testnet"
 	"concierge/nbt/wire"
 )
@@ -90,8 +91,8 @@ func cpu(pid int) float64 {
 	return 0
 }
 
-// measure runs load and accounts the CPU of the server and of this process.
-func measure(cli string, n int, tg *target) (result, error) {
+// measureLoad runs load and accounts the CPU of the server and of this process.
+func measureLoad(cli string, n int, tg *target) (result, error) {
 	s0, g0, t0 := cpu(tg.pid), cpu(os.Getpid()), time.Now()
 	r, err := load(cli, n, tg)
 	el := time.Since(t0).Seconds()
@@ -192,7 +193,7 @@ func run() error {
 	for range *rounds {
 		for li, n := range levels {
 			for _, tg := range targets {
-				r, err := measure(cli, n, tg)
+				r, err := measureLoad(cli, n, tg)
 				if err != nil {
 					return fmt.Errorf("%s, %d requesters: %w", tg.name, n, err)
 				}
@@ -339,22 +340,8 @@ func stop(cmd *exec.Cmd) {
 }
 
 // rss and peak read VmRSS and VmHWM in kB.
-func rss(pid int) int  { return status(pid, "VmRSS:") }
-func peak(pid int) int { return status(pid, "VmHWM:") }
-
-func status(pid int, key string) int {
-	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	for _, l := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(l, key) {
-			f := strings.Fields(l)
-			if len(f) >= 2 {
-				n, _ := strconv.Atoi(f[1])
-				return n
-			}
-		}
-	}
-	return 0
-}
+func rss(pid int) int  { return int(measure.StatusKB(pid, "VmRSS")) }
+func peak(pid int) int { return int(measure.StatusKB(pid, "VmHWM")) }
 
 func sockets(ns string, n int) ([]*net.UDPConn, error) {
 	var cs []*net.UDPConn

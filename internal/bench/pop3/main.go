@@ -32,12 +32,12 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"concierge/internal/bench/measure"
 	"concierge/internal/maildir"
 	"concierge/internal/testnet"
 	"concierge/pop3d"
@@ -188,14 +188,14 @@ func inner() error {
 			if stls {
 				mode = "STLS"
 			}
-			mo, mt := median(ours), median(theirs)
+			mo, mt := measure.Median(ours), measure.Median(theirs)
 			// Each round runs both servers back to back, so the median
 			// of the per-round ratios is steadier on a busy machine.
 			var paired []float64
 			for i := range ours {
 				paired = append(paired, ours[i]/theirs[i])
 			}
-			fmt.Printf("%-22s %-6s %8.0f msg/s %8.0f msg/s %7.2f× %7.2f×   %v / %v\n", d.name, mode, mo, mt, mo/mt, median(paired), ints(ours), ints(theirs))
+			fmt.Printf("%-22s %-6s %8.0f msg/s %8.0f msg/s %7.2f× %7.2f×   %v / %v\n", d.name, mode, mo, mt, mo/mt, measure.Median(paired), measure.Rounds(ours), measure.Rounds(theirs))
 		}
 	}
 	return memory(con, dov, msgs)
@@ -621,7 +621,7 @@ func memory(con, dov *server, msgs [][]byte) error {
 	if n > 0 {
 		fmt.Printf("  dovecot   %-44s %6.1f KB PSS per pop3 process (RSS %d KB), %d processes\n", fmt.Sprintf("logged in, %d messages listed", len(msgs)), float64(pss)/float64(n), rssKB/int64(n), n)
 	}
-	fmt.Printf("  concierge peak RSS over the whole run: %d MB (argon2id password checks take 19 MB each)\n", hwm(con.pid)>>10)
+	fmt.Printf("  concierge peak RSS over the whole run: %d MB (argon2id password checks take 19 MB each)\n", measure.StatusKB(con.pid, "VmHWM")>>10)
 	return inProcessMemory(filepath.Dir(con.maildir), len(msgs))
 }
 
@@ -746,21 +746,6 @@ func inProcessMemory(mailRoot string, nmsgs int) error {
 	return nil
 }
 
-func statusField(pid int, field string) int64 {
-	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	for _, l := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(l, field+":") {
-			var kb int64
-			fmt.Sscan(strings.TrimSpace(strings.TrimPrefix(l, field+":")), &kb)
-			return kb
-		}
-	}
-	return 0
-}
-
-func rss(pid int) int64 { return statusField(pid, "VmRSS") }
-func hwm(pid int) int64 { return statusField(pid, "VmHWM") }
-
 // pop3Processes sums the PSS and RSS (KB) of Dovecot's pop3 processes.
 func pop3Processes() (pss, rssKB int64, n int) {
 	ents, _ := os.ReadDir("/proc")
@@ -781,22 +766,8 @@ func pop3Processes() (pss, rssKB int64, n int) {
 				pss += kb
 			}
 		}
-		rssKB += rss(pid)
+		rssKB += measure.StatusKB(pid, "VmRSS")
 		n++
 	}
 	return pss, rssKB, n
-}
-
-func median(v []float64) float64 {
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
-	return s[len(s)/2]
-}
-
-func ints(v []float64) string {
-	var s []string
-	for _, x := range v {
-		s = append(s, strconv.Itoa(int(x)))
-	}
-	return "[" + strings.Join(s, " ") + "]"
 }

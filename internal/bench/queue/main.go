@@ -14,12 +14,12 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"concierge/internal/bench/measure"
 	"concierge/internal/testnet"
 	"concierge/smtpd/queue"
 )
@@ -75,11 +75,11 @@ func bench(t *testing.T) {
 		ours = append(ours, runConcierge(t, box, count, &rss))
 		theirs = append(theirs, runPostfix(t, pf, pfHost, count))
 	}
-	mo, mt := median(ours), median(theirs)
+	mo, mt := measure.Median(ours), measure.Median(theirs)
 	fmt.Printf("Outbound delivery, %d × %d B to one domain by MX lookup into smtp-sink, %d connections, %d alternating rounds (median msg/s):\n",
 		*messages, size, *conns, *rounds)
-	fmt.Printf("  concierge  %7.0f msg/s  %v\n", mo, fmtAll(ours))
-	fmt.Printf("  postfix    %7.0f msg/s  %v\n", mt, fmtAll(theirs))
+	fmt.Printf("  concierge  %7.0f msg/s  %v\n", mo, measure.Rounds(ours))
+	fmt.Printf("  postfix    %7.0f msg/s  %v\n", mt, measure.Rounds(theirs))
 	fmt.Printf("  ratio      %7.2f×  (target ≥ 1×)\n", mo/mt)
 	fmt.Printf("  concierge peak RSS %d MB\n", rss>>10)
 }
@@ -127,7 +127,7 @@ func runConcierge(t *testing.T, box *testnet.Box, count func() int, rss *int64) 
 		t.Fatalf("concierge delivered %d of %d", count()-base, *messages)
 	}
 	el := time.Since(start)
-	*rss = max(*rss, vmHWM(box.Proc.Cmd.Process.Pid))
+	*rss = max(*rss, measure.StatusKB(box.Proc.Cmd.Process.Pid, "VmHWM"))
 	box.Stop()
 	if left, _ := q.List(); len(left) != 0 {
 		t.Fatalf("%d messages left in concierge's queue", len(left))
@@ -184,33 +184,4 @@ func held(pf *testnet.Postfix) int {
 		return nil
 	})
 	return n
-}
-
-// vmHWM is a process's peak resident set in KB.
-func vmHWM(pid int) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmHWM:" {
-			n, _ := strconv.ParseInt(f[1], 10, 64)
-			return n
-		}
-	}
-	return 0
-}
-
-func median(v []float64) float64 {
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
-	return s[len(s)/2]
-}
-
-func fmtAll(v []float64) string {
-	var parts []string
-	for _, x := range v {
-		parts = append(parts, fmt.Sprintf("%.0f", x))
-	}
-	return "[" + strings.Join(parts, " ") + "]"
 }

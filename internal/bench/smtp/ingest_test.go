@@ -11,11 +11,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 	"time"
 
+	"concierge/internal/bench/measure"
 	"concierge/internal/testnet"
 )
 
@@ -42,13 +42,13 @@ func BenchmarkIngest(b *testing.B) {
 	var rss int64
 	for r := 0; r < rounds; r++ {
 		ours = append(ours, run(b, client, box.Addr.String(), func() int { return len(box.Maildir("bob")) }))
-		rss = max(rss, vmHWM(box.Proc.Cmd.Process.Pid))
+		rss = max(rss, measure.StatusKB(box.Proc.Cmd.Process.Pid, "VmHWM"))
 		theirs = append(theirs, run(b, client, pfHost.Addr.String(), func() int { return pf.count() }))
 	}
-	mo, mt := median(ours), median(theirs)
+	mo, mt := measure.Median(ours), measure.Median(theirs)
 	fmt.Printf("SMTP ingest, %d × %d B over %d sessions, %d alternating rounds (median msg/s):\n", messages, size, sessions, rounds)
-	fmt.Printf("  concierge  %7.0f msg/s  %v\n", mo, fmtAll(ours))
-	fmt.Printf("  postfix    %7.0f msg/s  %v\n", mt, fmtAll(theirs))
+	fmt.Printf("  concierge  %7.0f msg/s  %v\n", mo, measure.Rounds(ours))
+	fmt.Printf("  postfix    %7.0f msg/s  %v\n", mt, measure.Rounds(theirs))
 	fmt.Printf("  ratio      %7.2f×  (target ≥ 2×)\n", mo/mt)
 	fmt.Printf("  concierge peak RSS %d MB (target < 64 MB)\n", rss>>10)
 	b.ReportMetric(mo, "concierge-msg/s")
@@ -151,30 +151,4 @@ biff = no
 	b.Cleanup(func() { h.Output("postfix", "-c", conf, "stop") })
 	h.WaitTCP(25, 20*time.Second)
 	return &postfix{dir: dir}
-}
-
-func vmHWM(pid int) int64 {
-	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	for _, l := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(l, "VmHWM:") {
-			var kb int64
-			fmt.Sscan(strings.TrimSpace(strings.TrimPrefix(l, "VmHWM:")), &kb)
-			return kb
-		}
-	}
-	return 0
-}
-
-func median(v []float64) float64 {
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
-	return s[len(s)/2]
-}
-
-func fmtAll(v []float64) string {
-	var s []string
-	for _, x := range v {
-		s = append(s, fmt.Sprintf("%.0f", x))
-	}
-	return "[" + strings.Join(s, " ") + "]"
 }
