@@ -57,6 +57,7 @@ func (s *nbtService) settings(c config.NBT) nameservice.Config {
 		NameTTL:          c.NameTTL.D(),
 		WINSMinTTL:       c.WINSMinTTL.D(),
 		WINSMaxTTL:       c.WINSMaxTTL.D(),
+		MaxNamesPerOwner: c.WINSMaxNamesPerOwner,
 		StateFile:        filepath.Join(s.env.DataDir, c.StateFile),
 		SaveInterval:     c.SaveInterval.D(),
 		RateLimit:        c.RateLimit,

@@ -3,6 +3,8 @@ package config
 import (
 	"strings"
 	"time"
+
+	"concierge/nbt/nameservice"
 )
 
 // NBT holds the NetBIOS name service settings.
@@ -27,9 +29,14 @@ type NBT struct {
 	// NameTTL is the TTL given with the box's own names.
 	NameTTL Duration `json:"name_ttl"`
 	// WINSMinTTL and WINSMaxTTL bound the TTL granted to a WINS
-	// registration; a name that is not refreshed within it is dropped.
+	// registration (a request for an infinite TTL gets the maximum); a
+	// name that is not refreshed within it is dropped.
 	WINSMinTTL Duration `json:"wins_min_ttl"`
 	WINSMaxTTL Duration `json:"wins_max_ttl"`
+	// WINSMaxNamesPerOwner is how many names one address may hold in the
+	// WINS table (a PC registers about 5 to 10); more are refused, so
+	// that one host cannot fill the table.
+	WINSMaxNamesPerOwner int `json:"wins_max_names_per_owner"`
 	// StateFile, in the data directory, keeps the WINS table across
 	// restarts; it is written at most once per SaveInterval (and at
 	// shutdown), only when it changed, to spare the flash.
@@ -44,21 +51,23 @@ type NBT struct {
 	ChallengeTimeout Duration `json:"challenge_timeout"`
 }
 
-// DefaultNBT returns the NetBIOS defaults.
+// DefaultNBT returns the NetBIOS defaults: the box's names and files
+// here, the service's own from nameservice, where they are written once.
 func DefaultNBT() NBT {
 	return NBT{
-		Enabled:          true,
-		Name:             "CONCIERGE",
-		Workgroup:        "WORKGROUP",
-		WINSServer:       true,
-		NameTTL:          Duration(72 * time.Hour),
-		WINSMinTTL:       Duration(time.Minute),
-		WINSMaxTTL:       Duration(6 * 24 * time.Hour),
-		StateFile:        "nbt-wins.json",
-		SaveInterval:     Duration(15 * time.Minute),
-		RateLimit:        200,
-		RateBurst:        400,
-		ChallengeTimeout: Duration(time.Second),
+		Enabled:              true,
+		Name:                 "CONCIERGE",
+		Workgroup:            "WORKGROUP",
+		WINSServer:           true,
+		NameTTL:              Duration(nameservice.DefaultNameTTL),
+		WINSMinTTL:           Duration(nameservice.DefaultWINSMinTTL),
+		WINSMaxTTL:           Duration(nameservice.DefaultWINSMaxTTL),
+		WINSMaxNamesPerOwner: nameservice.DefaultMaxNamesPerOwner,
+		StateFile:            "nbt-wins.json",
+		SaveInterval:         Duration(nameservice.DefaultSaveInterval),
+		RateLimit:            nameservice.DefaultRateLimit,
+		RateBurst:            nameservice.DefaultRateBurst,
+		ChallengeTimeout:     Duration(nameservice.DefaultChallengeTimeout),
 	}
 }
 
@@ -125,6 +134,9 @@ func (s *NBT) validate(p string) Errors {
 	}
 	if s.RateLimit < 1 || s.RateLimit > 10_000_000 {
 		errs = append(errs, fieldErr(p+".rate_limit", "must be between 1 and 10000000 packets per second, not %d", s.RateLimit))
+	}
+	if s.WINSMaxNamesPerOwner < 1 || s.WINSMaxNamesPerOwner > nameservice.DefaultMaxNames {
+		errs = append(errs, fieldErr(p+".wins_max_names_per_owner", "must be between 1 and %d, not %d", nameservice.DefaultMaxNames, s.WINSMaxNamesPerOwner))
 	}
 	if s.RateBurst < 1 || s.RateBurst > 10_000_000 {
 		errs = append(errs, fieldErr(p+".rate_burst", "must be between 1 and 10000000, not %d", s.RateBurst))

@@ -1,11 +1,14 @@
 package nameservice
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
+	"runtime/debug"
 	"sync"
 	"syscall"
 	"time"
@@ -44,7 +47,7 @@ func (s *Server) readLoop(l *link) {
 			continue
 		}
 		direct := func(b []byte) error { return l.send(b, src) }
-		s.handle(l, src, bcast, buf[:n], direct, direct)
+		s.handleSafe(l, src, bcast, buf[:n], direct, direct)
 	}
 }
 
@@ -89,7 +92,7 @@ func (s *Server) readBatches(l *link) {
 				continue
 			}
 			q.dst = src
-			s.handle(l, src, dst == l.ifc.Broadcast || dst == bcastAll, msg, now, nil)
+			s.handleSafe(l, src, dst == l.ifc.Broadcast || dst == bcastAll, msg, now, nil)
 		}
 	}
 	for {
@@ -146,6 +149,23 @@ func (q *answerQueue) add(b []byte) error {
 	return nil
 }
 
+// handleSafe is handle for the read loops: a panic in handling one
+// message is logged with its stack and counted, and only that message is
+// lost; the loop goes on with the next one.
+func (s *Server) handleSafe(l *link, src netip.AddrPort, bcast bool, msg []byte, out, later respond) {
+	defer s.recoverPanic("udp", src.Addr())
+	s.handle(l, src, bcast, msg, out, later)
+}
+
+// recoverPanic, deferred at the top of a handler, ends a panic there: it
+// is logged with the stack and counted, and the service goes on.
+func (s *Server) recoverPanic(where string, src netip.Addr) {
+	if r := recover(); r != nil {
+		s.stats.panics.Add(1)
+		s.log.Error("nbt: handler panicked; the service goes on", "where", where, "src", src, "panic", r, "stack", string(debug.Stack()))
+	}
+}
+
 // handle processes one message from src that arrived on l. Answers go out
 // through out while handle runs, and through later after it returned
 // (the end of a challenge); a nil later sends datagrams to src.
@@ -158,7 +178,7 @@ func (s *Server) handle(l *link, src netip.AddrPort, bcast bool, msg []byte, out
 		s.stats.remote.Add(1)
 		return
 	}
-	now := time.Now()
+	now := s.cfg.now()
 	if !s.rate.allow(a, now) {
 		s.stats.rateLimited.Add(1)
 		return
@@ -168,6 +188,9 @@ func (s *Server) handle(l *link, src netip.AddrPort, bcast bool, msg []byte, out
 		s.stats.malformed.Add(1)
 		s.log.Debug("nbt: malformed packet dropped", "src", src, "err", err)
 		return
+	}
+	if s.cfg.onPacket != nil {
+		s.cfg.onPacket(p)
 	}
 	k := p.Kind()
 	s.stats.rxOpcode[p.Opcode&0xf].Add(1)
@@ -346,7 +369,13 @@ func (s *Server) register(l *link, p *wire.Packet, src netip.AddrPort, now time.
 		s.send(wire.NewRegistrationResponse(p, wire.RcodeActErr, 0), out)
 		return
 	}
-	ttl := s.table.grant(rr.TTL)
+	ttl, capped := s.table.grant(rr.TTL)
+	if capped {
+		s.stats.ttlCapped.Add(1)
+		s.capHit(now, slog.LevelInfo, "ttl", "nbt: WINS registration granted another TTL than asked",
+			"name", n.String(), "addr", e.Addr, "asked_ttl", time.Duration(rr.TTL)*time.Second, "granted_ttl", ttl,
+			"min", s.cfg.WINSMinTTL, "max", s.cfg.WINSMaxTTL)
+	}
 	res, cur := s.table.register(n, e.Group(), e.Addr, e.Flags, ttl, now)
 	switch res {
 	case regDone:
@@ -354,8 +383,8 @@ func (s *Server) register(l *link, p *wire.Packet, src netip.AddrPort, now time.
 		s.send(wire.NewRegistrationResponse(p, wire.RcodeOK, ttlSeconds(ttl)), out)
 	case regRefused:
 		s.send(wire.NewRegistrationResponse(p, wire.RcodeActErr, 0), out)
-	case regFull:
-		s.send(wire.NewRegistrationResponse(p, wire.RcodeSrvErr, 0), out)
+	case regFull, regOwnerFull:
+		s.send(wire.NewRegistrationResponse(p, s.refuse(res, n, e.Addr, now), 0), out)
 	case regConflict:
 		if later == nil {
 			later = func(b []byte) error { return l.send(b, src) }
@@ -394,15 +423,8 @@ func (s *Server) challengeOwner(l *link, p *wire.Packet, n wire.Name, e wire.NB,
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		alive := s.ask(s.linkFor(cur, l), n, cur)
-		if !alive {
-			s.table.replace(n, e.Addr, e.Flags, ttl, time.Now())
-		}
-		// The challenge is over before the requester hears of it, so
-		// that its next registration starts a new one.
-		s.mu.Lock()
-		delete(s.challenge, k)
-		s.mu.Unlock()
+		defer s.recoverPanic("challenge", e.Addr)
+		alive, res := s.runChallenge(l, n, e, cur, ttl, k)
 		if s.ctx.Err() != nil {
 			return
 		}
@@ -411,9 +433,55 @@ func (s *Server) challengeOwner(l *link, p *wire.Packet, n wire.Name, e wire.NB,
 			s.send(wire.NewRegistrationResponse(p, wire.RcodeActErr, 0), later)
 			return
 		}
+		if res != regDone {
+			s.send(wire.NewRegistrationResponse(p, s.refuse(res, n, e.Addr, s.cfg.now()), 0), later)
+			return
+		}
 		s.log.Info("nbt: owner is gone; name registered to the new node", "name", n.String(), "old", cur, "new", e.Addr)
 		s.send(wire.NewRegistrationResponse(p, wire.RcodeOK, ttlSeconds(ttl)), later)
 	}()
+}
+
+// runChallenge asks cur whether it still owns n and gives the name to
+// e.Addr when it does not. The challenge is over when it returns (even by
+// a panic), before the requester hears of it, so that its next
+// registration starts a new one.
+func (s *Server) runChallenge(l *link, n wire.Name, e wire.NB, cur netip.Addr, ttl time.Duration, k string) (alive bool, res regResult) {
+	defer func() {
+		s.mu.Lock()
+		delete(s.challenge, k)
+		s.mu.Unlock()
+	}()
+	if s.ask(s.linkFor(cur, l), n, cur) {
+		return true, regRefused
+	}
+	return false, s.table.replace(n, e.Addr, e.Flags, ttl, s.cfg.now())
+}
+
+// refuse counts and logs (rarely) a registration of n by a that a bound
+// of the table refused, and returns the rcode of the negative response
+// (RFC 1002 4.2.6): RFS_ERR when a holds as many names as it may (a
+// policy of this server against this host), SRV_ERR when the table or
+// the group is full (the server cannot take the name from anyone).
+func (s *Server) refuse(res regResult, n wire.Name, a netip.Addr, now time.Time) uint8 {
+	if res == regOwnerFull {
+		s.stats.ownerFull.Add(1)
+		s.capHit(now, slog.LevelWarn, "owner", "nbt: WINS registration refused: the address holds as many names as it may",
+			"name", n.String(), "addr", a, "max_names_per_owner", s.cfg.MaxNamesPerOwner)
+		return wire.RcodeRfsErr
+	}
+	s.stats.tableFull.Add(1)
+	s.capHit(now, slog.LevelWarn, "table", "nbt: WINS registration refused: the table or the group is full",
+		"name", n.String(), "addr", a, "max_names", s.cfg.MaxNames, "max_group_members", maxGroupMembers)
+	return wire.RcodeSrvErr
+}
+
+// capHit logs that a bound was hit, at most once per CapLogInterval for
+// each kind, with the number of lines held back since the last one.
+func (s *Server) capHit(now time.Time, level slog.Level, kind, msg string, args ...any) {
+	if ok, held := s.caps.allow(kind, now); ok {
+		s.log.Log(context.Background(), level, msg, append(args, "not_logged_since_last", held)...)
+	}
 }
 
 // linkFor returns the link whose subnet holds a, or def.
@@ -519,6 +587,9 @@ func (s *Server) acceptLoop(l *link) {
 				}
 				s.mu.Unlock()
 			}()
+			// Deferred after the slot's release, so it runs before it;
+			// serveTCP's own deferred Close ends the connection.
+			defer s.recoverPanic("tcp", src.Addr())
 			s.serveTCP(l, c, src)
 		}()
 	}

@@ -95,4 +95,44 @@ type counters struct {
 	remote      atomic.Uint64
 	ignored     atomic.Uint64
 	sendErrors  atomic.Uint64
+	ownerFull   atomic.Uint64 // registrations refused: the address holds MaxNamesPerOwner
+	tableFull   atomic.Uint64 // registrations refused: the table (or a group) is full
+	ttlCapped   atomic.Uint64 // registrations granted another TTL than asked
+	panics      atomic.Uint64 // handlers that panicked and were recovered
+}
+
+// rareLog lets one log line of a kind through per interval and counts
+// the ones it held back, so that a flood cannot flood the log too.
+type rareLog struct {
+	every time.Duration
+
+	mu    sync.Mutex
+	kinds map[string]*rareKind
+}
+
+type rareKind struct {
+	last time.Time
+	held int
+}
+
+func newRareLog(every time.Duration) *rareLog {
+	return &rareLog{every: every, kinds: map[string]*rareKind{}}
+}
+
+// allow reports whether a line of kind may be logged now, and how many
+// were held back since the last one.
+func (r *rareLog) allow(kind string, now time.Time) (bool, int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	k := r.kinds[kind]
+	if k == nil {
+		k = &rareKind{}
+		r.kinds[kind] = k
+	} else if now.Sub(k.last) < r.every {
+		k.held++
+		return false, 0
+	}
+	held := k.held
+	k.last, k.held = now, 0
+	return true, held
 }

@@ -80,6 +80,16 @@ func (s *Server) claimAll() {
 		}()
 	}
 	wg.Wait()
+	if s.ctx.Err() != nil {
+		return
+	}
+	// The readiness line tests and admins wait for (Claimed is the same
+	// event in process).
+	counts := map[int32]int{}
+	for _, o := range s.own {
+		counts[o.state.Load()]++
+	}
+	s.log.Info("nbt: names claimed", "active", counts[stateActive], "conflict", counts[stateConflict])
 }
 
 func (s *Server) claim(o *ownName) {

@@ -30,20 +30,24 @@ import (
 	"concierge/nbt/wire"
 )
 
-// Defaults of Config; RFC 1002 6 gives the broadcast retry values.
+// Defaults of Config, the one place they are written: appliance/config
+// reads them for its own defaults. RFC 1002 6 gives the broadcast retry
+// values.
 const (
 	DefaultPort             = 137
 	DefaultNameTTL          = 72 * time.Hour         // TTL of the box's own names in answers
-	DefaultWINSMinTTL       = time.Minute            // shortest TTL granted to a registration
-	DefaultWINSMaxTTL       = 6 * 24 * time.Hour     // longest TTL granted (and for TTL 0)
+	DefaultWINSMinTTL       = 5 * time.Minute        // shortest TTL granted to a registration
+	DefaultWINSMaxTTL       = 24 * time.Hour         // longest TTL granted (and for TTL 0, "infinite")
 	DefaultSaveInterval     = 15 * time.Minute       // at most one write of the table this often
 	DefaultRateLimit        = 200                    // packets per second per source address
 	DefaultRateBurst        = 400                    // bucket size per source address
 	DefaultChallengeTimeout = 1 * time.Second        // wait for the owner's answer to a challenge
 	DefaultChallengeTries   = 2                      // challenge queries before the owner counts as gone
 	DefaultMaxNames         = 4096                   // WINS table entries
+	DefaultMaxNamesPerOwner = 32                     // WINS names (unique or group memberships) per address
 	DefaultMaxTCPConns      = 32                     // concurrent 137/tcp connections
 	DefaultTCPIdle          = 30 * time.Second       // idle 137/tcp connections are closed
+	DefaultCapLogInterval   = time.Minute            // at most one log line per kind of cap hit this often
 	BcastRegRetries         = 3                      // RFC 1002 6: BCAST_REQ_RETRY_COUNT
 	BcastRegInterval        = 250 * time.Millisecond // RFC 1002 6: BCAST_REQ_RETRY_TIMEOUT
 	maxGroupMembers         = 64                     // addresses kept per group name
@@ -79,7 +83,10 @@ type Config struct {
 	AllowRemote bool
 	// NameTTL is the TTL of the box's own names.
 	NameTTL time.Duration
-	// WINSMinTTL and WINSMaxTTL bound the TTL granted to registrations.
+	// WINSMinTTL and WINSMaxTTL bound the TTL granted to registrations
+	// (RFC 1002 4.2.2: the NBNS chooses the TTL it grants); a request
+	// for TTL 0 (infinite) gets WINSMaxTTL. Entries read back from
+	// StateFile are held to WINSMaxTTL as well.
 	WINSMinTTL, WINSMaxTTL time.Duration
 	// StateFile keeps the WINS table across restarts; empty keeps it in
 	// memory only. It is written at most once per SaveInterval and at
@@ -93,8 +100,15 @@ type Config struct {
 	// owner of a unique name another node registers (RFC 1001 15.2.2.2).
 	ChallengeTimeout time.Duration
 	ChallengeTries   int
-	// MaxNames bounds the WINS table.
-	MaxNames int
+	// MaxNames bounds the WINS table; MaxNamesPerOwner bounds the names
+	// one address may hold in it (unique names and group memberships),
+	// so that one host cannot fill the table and lock the others out.
+	// A registration over either bound is refused (RFC 1002 4.2.6:
+	// RFS_ERR for the owner's bound, SRV_ERR for a full table) and
+	// logged at most once per CapLogInterval.
+	MaxNames         int
+	MaxNamesPerOwner int
+	CapLogInterval   time.Duration
 	// MaxTCPConns bounds concurrent 137/tcp connections; TCPIdle closes
 	// idle ones.
 	MaxTCPConns int
@@ -103,6 +117,12 @@ type Config struct {
 	NoTCP bool
 	// Log receives the server's log; nil discards it.
 	Log *slog.Logger
+
+	// now is the clock (tests set it); nil is time.Now.
+	now func() time.Time
+	// onPacket, when tests set it, sees every packet that parsed before
+	// it is handled.
+	onPacket func(*wire.Packet)
 }
 
 func (c *Config) setDefaults() {
@@ -135,6 +155,13 @@ func (c *Config) setDefaults() {
 	if c.MaxNames <= 0 {
 		c.MaxNames = DefaultMaxNames
 	}
+	if c.MaxNamesPerOwner <= 0 {
+		c.MaxNamesPerOwner = DefaultMaxNamesPerOwner
+	}
+	def(&c.CapLogInterval, DefaultCapLogInterval)
+	if c.now == nil {
+		c.now = time.Now
+	}
 	if c.MaxTCPConns <= 0 {
 		c.MaxTCPConns = DefaultMaxTCPConns
 	}
@@ -151,6 +178,7 @@ type Server struct {
 	table *table
 	rate  *limiter
 	stats counters
+	caps  *rareLog // log lines of refused registrations and capped TTLs
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -184,10 +212,11 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("nameservice: %w", err)
 	}
 	s.own = own
-	s.table = newTable(cfg.MaxNames, cfg.WINSMinTTL, cfg.WINSMaxTTL)
-	s.table.lastSave = time.Now() // the first write waits one interval too
+	s.caps = newRareLog(cfg.CapLogInterval)
+	s.table = newTable(cfg.MaxNames, cfg.MaxNamesPerOwner, cfg.WINSMinTTL, cfg.WINSMaxTTL)
+	s.table.lastSave = cfg.now() // the first write waits one interval too
 	if cfg.StateFile != "" {
-		n, err := s.table.load(cfg.StateFile, time.Now())
+		n, err := s.table.load(cfg.StateFile, cfg.now())
 		if err != nil {
 			// A table that cannot be read must not keep the box from
 			// starting: set it aside and let the clients register again
@@ -195,8 +224,8 @@ func New(cfg Config) (*Server, error) {
 			bad := cfg.StateFile + ".bad"
 			os.Rename(cfg.StateFile, bad)
 			s.log.Error("nbt: WINS table unreadable; starting with an empty one", "err", err, "moved_to", bad)
-			s.table = newTable(cfg.MaxNames, cfg.WINSMinTTL, cfg.WINSMaxTTL)
-			s.table.lastSave = time.Now()
+			s.table = newTable(cfg.MaxNames, cfg.MaxNamesPerOwner, cfg.WINSMinTTL, cfg.WINSMaxTTL)
+			s.table.lastSave = cfg.now()
 		}
 		if n > 0 {
 			s.log.Info("nbt: WINS table loaded", "names", n, "file", cfg.StateFile)
@@ -341,7 +370,7 @@ func (s *Server) save(force bool) error {
 	if s.cfg.StateFile == "" {
 		return nil
 	}
-	n, wrote, err := s.table.save(s.cfg.StateFile, time.Now(), force, s.cfg.SaveInterval)
+	n, wrote, err := s.table.save(s.cfg.StateFile, s.cfg.now(), force, s.cfg.SaveInterval)
 	if err != nil {
 		s.log.Error("nbt: saving the WINS table", "file", s.cfg.StateFile, "err", err)
 		return fmt.Errorf("nameservice: %w", err)
@@ -361,7 +390,8 @@ func (s *Server) housekeeping() {
 		select {
 		case <-s.ctx.Done():
 			return
-		case now := <-t.C:
+		case <-t.C:
+			now := s.cfg.now()
 			if n := s.table.expire(now); n > 0 {
 				s.log.Debug("nbt: WINS names expired", "count", n)
 			}

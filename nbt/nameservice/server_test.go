@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -30,7 +31,7 @@ func startLocalLAN(t *testing.T, cfg Config, lan string) (*Server, netip.AddrPor
 	if cfg.Name == "" {
 		cfg.Name, cfg.Workgroup = "CONCIERGE", "WORKGROUP"
 	}
-	if testing.Verbose() {
+	if cfg.Log == nil && testing.Verbose() {
 		cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	cfg.NoTCP = true
@@ -50,6 +51,60 @@ func startLocalLAN(t *testing.T, cfg Config, lan string) (*Server, netip.AddrPor
 		t.Fatal("names not claimed")
 	}
 	return s, udpAddrPort(pc.LocalAddr())
+}
+
+// fakeClock is a clock the test moves.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newFakeClock() *fakeClock { return &fakeClock{t: time.Date(2024, 3, 1, 9, 0, 0, 0, time.UTC)} }
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// logBuffer collects a server's log for a test to read.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func (l *logBuffer) logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// waitFor polls cond until it holds; it fails the test after 5s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 type client struct {
@@ -97,6 +152,35 @@ func (c *client) recv(d time.Duration) *wire.Packet {
 		c.t.Fatalf("server sent a malformed packet: %v", err)
 	}
 	return p
+}
+
+// barrierID is the transaction ID of the node status request noAnswer
+// sends after the packet that must go unanswered.
+const barrierID = 0xbeef
+
+// noAnswer sends b, then a node status request, and fails unless the
+// first answer is the node status response: the server handles one
+// socket's datagrams in order, so it had its turn at b and said nothing.
+func (c *client) noAnswer(b []byte, what string) {
+	c.t.Helper()
+	c.sendRaw(b)
+	c.send(wire.NewNodeStatusRequest(barrierID, wire.Wildcard))
+	r := c.recv(2 * time.Second)
+	if r == nil {
+		c.t.Fatalf("%s: no answer to the node status request after it", what)
+	}
+	if r.ID != barrierID || r.Kind() != wire.KindNodeStatusResponse {
+		c.t.Fatalf("%s: answered with %s", what, r)
+	}
+}
+
+func (c *client) noAnswerTo(p *wire.Packet, what string) {
+	c.t.Helper()
+	b, err := p.Pack()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.noAnswer(b, what)
 }
 
 func (c *client) roundTrip(p *wire.Packet) *wire.Packet {
@@ -149,10 +233,7 @@ func TestQueryOwnNames(t *testing.T) {
 		t.Errorf("unknown name: %s", r)
 	}
 	// Broadcast queries for unknown names are never answered.
-	c.send(wire.NewQuery(9, wire.MustName("NOBODY", 0x20, ""), true, false))
-	if r := c.recv(300 * time.Millisecond); r != nil {
-		t.Errorf("answer to a broadcast query for an unknown name: %s", r)
-	}
+	c.noAnswerTo(wire.NewQuery(9, wire.MustName("NOBODY", 0x20, ""), true, false), "broadcast query for an unknown name")
 	// A different scope is a different name.
 	r = c.roundTrip(wire.NewQuery(10, wire.MustName("CONCIERGE", 0x20, "OTHER.SCOPE"), false, true))
 	if r.Kind() != wire.KindNegativeQuery {
@@ -180,7 +261,8 @@ func TestNodeStatus(t *testing.T) {
 }
 
 func TestWINSRegisterQueryRelease(t *testing.T) {
-	s, srv := startLocal(t, Config{WINS: true, WINSMinTTL: time.Second, WINSMaxTTL: 2 * time.Second})
+	clock := newFakeClock()
+	s, srv := startLocal(t, Config{WINS: true, WINSMinTTL: time.Second, WINSMaxTTL: 2 * time.Second, now: clock.Now})
 	c := newClient(t, "127.0.0.1:0", srv)
 	pc := wire.MustName("PC1", 0x20, "")
 	r := c.roundTrip(wire.NewRegistration(1, pc, 300, wire.NB{Addr: lo}, false))
@@ -223,8 +305,12 @@ func TestWINSRegisterQueryRelease(t *testing.T) {
 	}
 	// TTL expiry.
 	c.roundTrip(wire.NewRegistration(23, pc, 1, wire.NB{Addr: lo}, false))
-	time.Sleep(1200 * time.Millisecond)
-	r = c.roundTrip(wire.NewQuery(24, pc, false, true))
+	clock.Add(999 * time.Millisecond)
+	if r = c.roundTrip(wire.NewQuery(24, pc, false, true)); r.Kind() != wire.KindPositiveQuery {
+		t.Fatalf("before the TTL: %s", r)
+	}
+	clock.Add(time.Millisecond)
+	r = c.roundTrip(wire.NewQuery(25, pc, false, true))
 	if r.Kind() != wire.KindNegativeQuery {
 		t.Fatalf("after the TTL: %s", r)
 	}
@@ -277,10 +363,7 @@ func TestMalformedAndRemoteDropped(t *testing.T) {
 		c.sendRaw(b)
 	}
 	resp, _ := wire.NewRegistrationResponse(wire.NewRegistration(5, wire.MustName("X", 0, ""), 1, wire.NB{Addr: lo}, false), 0, 1).Pack()
-	c.sendRaw(resp) // an unsolicited response is not answered either
-	if r := c.recv(300 * time.Millisecond); r != nil {
-		t.Fatalf("answer to a malformed packet: %s", r)
-	}
+	c.noAnswer(resp, "unsolicited response") // and the malformed ones before it
 	if got := s.Status().Counters["dropped malformed"]; got != 3 {
 		t.Errorf("malformed counter %d, want 3", got)
 	}
@@ -288,40 +371,51 @@ func TestMalformedAndRemoteDropped(t *testing.T) {
 	s, srv = startLocalLAN(t, Config{WINS: true}, "10.0.0.0/8")
 	c = newClient(t, "127.0.0.1:0", srv)
 	c.sendRaw(q)
-	if r := c.recv(300 * time.Millisecond); r != nil {
+	waitFor(t, "the query from outside the LAN to be dropped", func() bool { return s.Status().Counters["dropped outside the LAN"] == 1 })
+	if r := c.recv(0); r != nil {
 		t.Fatalf("answer to a query from outside the LAN: %s", r)
-	}
-	if s.Status().Counters["dropped outside the LAN"] != 1 {
-		t.Errorf("remote counter: %v", s.Status().Counters)
 	}
 }
 
 func TestRateLimit(t *testing.T) {
-	s, srv := startLocal(t, Config{RateLimit: 10, RateBurst: 10})
+	clock := newFakeClock()
+	s, srv := startLocal(t, Config{RateLimit: 10, RateBurst: 10, now: clock.Now})
 	c := newClient(t, "127.0.0.1:0", srv)
 	for i := range 30 {
 		c.send(wire.NewQuery(uint16(i), wire.MustName("CONCIERGE", 0x20, ""), false, false))
 	}
+	waitFor(t, "20 queries rate limited", func() bool { return s.Status().Counters["dropped rate limited"] == 20 })
+	// A second later the bucket holds 10 again: the next query is
+	// answered, after exactly the burst of the 30 before it.
+	clock.Add(time.Second)
+	c.send(wire.NewQuery(99, wire.MustName("CONCIERGE", 0x20, ""), false, false))
 	got := 0
-	for c.recv(200*time.Millisecond) != nil {
+	for {
+		r := c.recv(2 * time.Second)
+		if r == nil {
+			t.Fatal("no answer after the bucket refilled")
+		}
+		if r.ID == 99 {
+			break
+		}
 		got++
 	}
-	if got < 10 || got > 13 {
+	if got != 10 {
 		t.Errorf("%d answers to 30 queries with a burst of 10", got)
-	}
-	if s.Status().Counters["dropped rate limited"] == 0 {
-		t.Error("no rate limit counted")
 	}
 }
 
 func TestTablePersistsInBatches(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "wins.json")
-	s, srv := startLocal(t, Config{WINS: true, StateFile: file, SaveInterval: time.Hour})
+	clock := newFakeClock()
+	s, srv := startLocal(t, Config{WINS: true, StateFile: file, SaveInterval: time.Hour, now: clock.Now})
 	c := newClient(t, "127.0.0.1:0", srv)
 	for i, n := range []string{"A", "B", "C"} {
-		c.roundTrip(wire.NewRegistration(uint16(i), wire.MustName(n, 0x20, ""), 300, wire.NB{Addr: lo}, false))
+		c.roundTrip(wire.NewRegistration(uint16(i), wire.MustName(n, 0x20, ""), 7200, wire.NB{Addr: lo}, false))
 	}
-	time.Sleep(1500 * time.Millisecond) // a housekeeping round
+	// What housekeeping does every second: nothing yet.
+	clock.Add(59 * time.Minute)
+	s.save(false)
 	if _, err := os.Stat(file); err == nil {
 		t.Fatal("table written before the save interval")
 	}
@@ -331,7 +425,7 @@ func TestTablePersistsInBatches(t *testing.T) {
 	if _, err := os.Stat(file); err != nil {
 		t.Fatalf("table not written at shutdown: %v", err)
 	}
-	s2, srv2 := startLocal(t, Config{WINS: true, StateFile: file})
+	s2, srv2 := startLocal(t, Config{WINS: true, StateFile: file, now: clock.Now})
 	c2 := newClient(t, "127.0.0.1:0", srv2)
 	r := c2.roundTrip(wire.NewQuery(9, wire.MustName("B", 0x20, ""), false, true))
 	if r.Kind() != wire.KindPositiveQuery {
@@ -351,19 +445,12 @@ func TestDefendAndConflictDemand(t *testing.T) {
 		t.Fatalf("defence: %s", r)
 	}
 	// Group names are shared: a group registration is not answered.
-	c.send(wire.NewRegistration(2, wire.MustName("WORKGROUP", 0, ""), 300, wire.NB{Flags: wire.NBGroup, Addr: other}, true))
-	if r := c.recv(300 * time.Millisecond); r != nil {
-		t.Fatalf("answer to a group registration: %s", r)
-	}
-	c.send(wire.NewConflictDemand(3, wire.MustName("CONCIERGE", 0x20, ""), wire.NB{Addr: other}))
-	time.Sleep(100 * time.Millisecond)
+	c.noAnswerTo(wire.NewRegistration(2, wire.MustName("WORKGROUP", 0, ""), 300, wire.NB{Flags: wire.NBGroup, Addr: other}, true), "group registration")
+	c.noAnswerTo(wire.NewConflictDemand(3, wire.MustName("CONCIERGE", 0x20, ""), wire.NB{Addr: other}), "conflict demand")
 	if st := s.Status().Names[2]; st.State != "conflict" {
 		t.Fatalf("after a conflict demand: %+v", st)
 	}
-	c.send(wire.NewQuery(4, wire.MustName("CONCIERGE", 0x20, ""), true, false))
-	if r := c.recv(300 * time.Millisecond); r != nil {
-		t.Fatalf("answer for a name in conflict: %s", r)
-	}
+	c.noAnswerTo(wire.NewQuery(4, wire.MustName("CONCIERGE", 0x20, ""), true, false), "broadcast query for a name in conflict")
 }
 
 func TestUnreadableTableSetAside(t *testing.T) {
@@ -397,9 +484,13 @@ func TestSilentWhileRegistering(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := newClient(t, "127.0.0.1:0", udpAddrPort(pc.LocalAddr()))
-	c.send(wire.NewQuery(1, wire.MustName("CONCIERGE", 0x20, ""), false, true))
-	if r := c.recv(300 * time.Millisecond); r != nil {
-		t.Fatalf("answer while registering: %s", r)
+	// Node status lists only claimed names, so the barrier is answered
+	// while the claim runs (for 750ms).
+	c.noAnswerTo(wire.NewQuery(1, wire.MustName("CONCIERGE", 0x20, ""), false, true), "query while registering")
+	select {
+	case <-s.Claimed():
+		t.Fatal("claimed before the query was handled: the test proves nothing")
+	default:
 	}
 	<-s.Claimed()
 	if r := c.roundTrip(wire.NewQuery(2, wire.MustName("CONCIERGE", 0x20, ""), false, true)); r.Kind() != wire.KindPositiveQuery {

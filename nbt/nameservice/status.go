@@ -2,7 +2,6 @@ package nameservice
 
 import (
 	"fmt"
-	"time"
 
 	"concierge/nbt/wire"
 )
@@ -50,7 +49,7 @@ func (s *Server) Status() Status {
 		o.mu.Unlock()
 		st.Names = append(st.Names, ns)
 	}
-	st.Table = s.table.snapshot(time.Now())
+	st.Table = s.table.snapshot(s.cfg.now())
 	c := &s.stats
 	for op := range c.rxOpcode {
 		if v := c.rxOpcode[op].Load(); v > 0 {
@@ -71,11 +70,15 @@ func (s *Server) Status() Status {
 		}
 	}
 	for name, v := range map[string]uint64{
-		"dropped malformed":       c.malformed.Load(),
-		"dropped rate limited":    c.rateLimited.Load(),
-		"dropped outside the LAN": c.remote.Load(),
-		"ignored":                 c.ignored.Load(),
-		"send errors":             c.sendErrors.Load(),
+		"dropped malformed":                c.malformed.Load(),
+		"dropped rate limited":             c.rateLimited.Load(),
+		"dropped outside the LAN":          c.remote.Load(),
+		"ignored":                          c.ignored.Load(),
+		"send errors":                      c.sendErrors.Load(),
+		"refused: owner at its name limit": c.ownerFull.Load(),
+		"refused: table or group full":     c.tableFull.Load(),
+		"granted TTL capped":               c.ttlCapped.Load(),
+		"panics recovered":                 c.panics.Load(),
 	} {
 		if v > 0 {
 			st.Counters[name] = v

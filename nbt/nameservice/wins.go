@@ -18,13 +18,15 @@ import (
 
 // table is the NBNS name table (RFC 1001 15): unique names with one
 // owner address, group names with their member addresses, each address
-// with its own expiry.
+// with its own expiry. It holds at most max names, and at most perOwner
+// of them (unique or as a group member) for any one address.
 type table struct {
-	max            int
+	max, perOwner  int
 	minTTL, maxTTL time.Duration
 
 	mu       sync.Mutex
 	m        map[string]*entry
+	owned    map[netip.Addr]int // names held per address
 	dirty    bool
 	lastSave time.Time
 }
@@ -43,18 +45,36 @@ type owner struct {
 
 func key(n wire.Name) string { return string(n.Label[:]) + "." + strings.ToLower(n.Scope) }
 
-func newTable(max int, minTTL, maxTTL time.Duration) *table {
-	return &table{max: max, minTTL: minTTL, maxTTL: maxTTL, m: map[string]*entry{}}
+func newTable(max, perOwner int, minTTL, maxTTL time.Duration) *table {
+	return &table{max: max, perOwner: perOwner, minTTL: minTTL, maxTTL: maxTTL, m: map[string]*entry{}, owned: map[netip.Addr]int{}}
 }
 
-// grant clamps a requested TTL in seconds; 0 (infinite) gets the maximum.
-func (t *table) grant(ttl uint32) time.Duration {
-	d := time.Duration(ttl) * time.Second
-	if ttl == 0 || d > t.maxTTL {
-		return t.maxTTL
+// grant chooses the TTL granted for a requested one in seconds (RFC 1002
+// 4.2.2: the NBNS may grant another TTL than asked): clamped to
+// [minTTL, maxTTL], and 0 (infinite) gets maxTTL. capped reports that it
+// differs from the request.
+func (t *table) grant(ttl uint32) (d time.Duration, capped bool) {
+	d = time.Duration(ttl) * time.Second
+	switch {
+	case ttl == 0 || d > t.maxTTL:
+		return t.maxTTL, true
+	case d < t.minTTL:
+		return t.minTTL, true
 	}
-	return max(d, t.minTTL)
+	return d, false
 }
+
+// hold and drop count a name held by a; t.mu is held.
+func (t *table) hold(a netip.Addr) { t.owned[a]++ }
+
+func (t *table) drop(a netip.Addr) {
+	if t.owned[a]--; t.owned[a] <= 0 {
+		delete(t.owned, a)
+	}
+}
+
+// atCap reports whether a may hold no more names; t.mu is held.
+func (t *table) atCap(a netip.Addr) bool { return t.owned[a] >= t.perOwner }
 
 // live returns the entry for n with expired owners removed, or nil.
 func (t *table) live(n wire.Name, now time.Time) *entry {
@@ -67,6 +87,8 @@ func (t *table) live(n wire.Name, now time.Time) *entry {
 	for _, o := range e.owners {
 		if now.Before(o.expires) {
 			kept = append(kept, o)
+		} else {
+			t.drop(o.addr)
 		}
 	}
 	if len(kept) != len(e.owners) {
@@ -84,24 +106,30 @@ func (t *table) live(n wire.Name, now time.Time) *entry {
 type regResult int
 
 const (
-	regDone     regResult = iota // registered or refreshed
-	regConflict                  // a unique name owned by another live address: challenge it
-	regRefused                   // unique against group or group against unique
-	regFull                      // the table or group is full
+	regDone      regResult = iota // registered or refreshed
+	regConflict                   // a unique name owned by another live address: challenge it
+	regRefused                    // unique against group or group against unique
+	regFull                       // the table or group is full
+	regOwnerFull                  // the address holds as many names as it may
 )
 
 // register adds or refreshes addr as owner (unique) or member (group).
 // For a unique name owned by another address it returns regConflict and
-// that owner.
+// that owner. A refresh is always taken; a name new to addr only while
+// addr holds fewer than perOwner names and the table has room.
 func (t *table) register(n wire.Name, group bool, addr netip.Addr, flags uint16, ttl time.Duration, now time.Time) (regResult, netip.Addr) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	e := t.live(n, now)
 	if e == nil {
+		if t.atCap(addr) {
+			return regOwnerFull, netip.Addr{}
+		}
 		if len(t.m) >= t.max {
 			return regFull, netip.Addr{}
 		}
 		t.m[key(n)] = &entry{name: n, group: group, owners: []owner{{addr, flags, now.Add(ttl)}}}
+		t.hold(addr)
 		t.dirty = true
 		return regDone, netip.Addr{}
 	}
@@ -116,6 +144,9 @@ func (t *table) register(n wire.Name, group bool, addr netip.Addr, flags uint16,
 			return regDone, netip.Addr{}
 		}
 	}
+	if t.atCap(addr) {
+		return regOwnerFull, netip.Addr{}
+	}
 	if !group {
 		return regConflict, e.owners[0].addr
 	}
@@ -123,17 +154,34 @@ func (t *table) register(n wire.Name, group bool, addr netip.Addr, flags uint16,
 		return regFull, netip.Addr{}
 	}
 	e.owners = append(e.owners, owner{addr, flags, now.Add(ttl)})
+	t.hold(addr)
 	t.dirty = true
 	return regDone, netip.Addr{}
 }
 
 // replace makes addr the only owner of the unique name n (after a
-// challenge the old owner did not answer).
-func (t *table) replace(n wire.Name, addr netip.Addr, flags uint16, ttl time.Duration, now time.Time) {
+// challenge the old owner did not answer): regDone, or regOwnerFull when
+// addr reached its bound meanwhile, or regFull when the name went away
+// meanwhile and the table has no room.
+func (t *table) replace(n wire.Name, addr netip.Addr, flags uint16, ttl time.Duration, now time.Time) regResult {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	e := t.live(n, now)
+	if (e == nil || !holds(e, addr)) && t.atCap(addr) {
+		return regOwnerFull
+	}
+	if e == nil && len(t.m) >= t.max {
+		return regFull
+	}
+	if e != nil {
+		for _, o := range e.owners {
+			t.drop(o.addr)
+		}
+	}
 	t.m[key(n)] = &entry{name: n, owners: []owner{{addr, flags, now.Add(ttl)}}}
+	t.hold(addr)
 	t.dirty = true
+	return regDone
 }
 
 // release removes addr from n; it reports whether addr was an owner, and
@@ -148,6 +196,7 @@ func (t *table) release(n wire.Name, addr netip.Addr, now time.Time) bool {
 	for i, o := range e.owners {
 		if o.addr == addr {
 			e.owners = append(e.owners[:i], e.owners[i+1:]...)
+			t.drop(addr)
 			if len(e.owners) == 0 {
 				delete(t.m, key(n))
 			}
@@ -179,18 +228,22 @@ func (t *table) lookup(n wire.Name, now time.Time) ([]wire.NB, uint32, bool) {
 	return es, ttlSeconds(left), true
 }
 
+// holds reports whether addr is among e's owners.
+func holds(e *entry, addr netip.Addr) bool {
+	for _, o := range e.owners {
+		if o.addr == addr {
+			return true
+		}
+	}
+	return false
+}
+
 // owns reports whether addr is a live owner of n.
 func (t *table) owns(n wire.Name, addr netip.Addr, now time.Time) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if e := t.live(n, now); e != nil {
-		for _, o := range e.owners {
-			if o.addr == addr {
-				return true
-			}
-		}
-	}
-	return false
+	e := t.live(n, now)
+	return e != nil && holds(e, addr)
 }
 
 // expire drops every expired owner and returns how many names went away.
@@ -295,7 +348,10 @@ func (t *table) save(path string, now time.Time, force bool, interval time.Durat
 	return len(ft.Names), true, nil
 }
 
-// load reads the state file; a missing file is an empty table.
+// load reads the state file; a missing file is an empty table. The
+// bounds of today's settings hold for what it read: expiries beyond
+// maxTTL from now are brought in, and names over an address's bound or
+// the table's are left out.
 func (t *table) load(path string, now time.Time) (int, error) {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -319,12 +375,24 @@ func (t *table) load(path string, now time.Time) (int, error) {
 			return 0, fmt.Errorf("nameservice: %s: bad label %q", path, fe.Label)
 		}
 		e := &entry{name: wire.Name{Label: [wire.NameLen]byte(lb), Scope: fe.Scope}, group: fe.Group}
+		if len(t.m) >= t.max || t.m[key(e.name)] != nil {
+			continue
+		}
+		latest := now.Add(t.maxTTL)
 		for _, o := range fe.Owners {
-			if o.Addr.Is4() && now.Before(o.Expires) && len(e.owners) < maxGroupMembers {
+			if o.Addr.Is4() && now.Before(o.Expires) && len(e.owners) < maxGroupMembers && !t.atCap(o.Addr) && !holds(e, o.Addr) {
+				if o.Expires.After(latest) {
+					o.Expires = latest
+					t.dirty = true
+				}
 				e.owners = append(e.owners, owner{o.Addr, o.Flags, o.Expires})
+				t.hold(o.Addr)
+			}
+			if !e.group && len(e.owners) == 1 {
+				break // a unique name has one owner
 			}
 		}
-		if len(e.owners) > 0 && len(t.m) < t.max {
+		if len(e.owners) > 0 {
 			t.m[key(e.name)] = e
 		}
 	}
