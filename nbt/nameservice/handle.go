@@ -161,8 +161,8 @@ func (s *Server) handleSafe(l *link, src netip.AddrPort, bcast bool, msg []byte,
 // is logged with the stack and counted, and the service goes on.
 func (s *Server) recoverPanic(where string, src netip.Addr) {
 	if r := recover(); r != nil {
-		s.stats.panics.Add(1)
 		s.log.Error("nbt: handler panicked; the service goes on", "where", where, "src", src, "panic", r, "stack", string(debug.Stack()))
+		s.stats.panics.Add(1)
 	}
 }
 
@@ -587,16 +587,16 @@ func (s *Server) acceptLoop(l *link) {
 				}
 				s.mu.Unlock()
 			}()
-			// Deferred after the slot's release, so it runs before it;
-			// serveTCP's own deferred Close ends the connection.
-			defer s.recoverPanic("tcp", src.Addr())
 			s.serveTCP(l, c, src)
 		}()
 	}
 }
 
+// serveTCP serves one connection; a panic in handling a message ends
+// only the connection (logged, then closed).
 func (s *Server) serveTCP(l *link, c net.Conn, src netip.AddrPort) {
 	defer c.Close()
+	defer s.recoverPanic("tcp", src.Addr())
 	stop := closeOnStop(s, c)
 	defer stop()
 	var wmu sync.Mutex
