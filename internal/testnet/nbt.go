@@ -236,3 +236,17 @@ func (l *LAN) Join(h *Host, ifname string, n int) netip.Addr {
 	run(l.t, "ip", "-n", h.NS, "link", "set", ifname, "up")
 	return addr
 }
+
+// WaitNamesClaimed waits until the box's log holds its count-th "nbt:
+// names claimed" line (one per start of the name service: the process
+// start, and each restart on a settings or interface change), and fails
+// the test after 20s or when the process exits.
+func (b *Box) WaitNamesClaimed(count int) {
+	b.t.Helper()
+	ok := WaitFor(20*time.Second, func() bool {
+		return strings.Count(b.Proc.Out.String(), `msg="nbt: names claimed"`) >= count || b.Proc.Exited()
+	})
+	if !ok || b.Proc.Exited() {
+		b.t.Fatalf("the box did not log its names claimed (%d times):\n%s", count, b.Proc.Out.String())
+	}
+}

@@ -369,17 +369,12 @@ func (s *Server) register(l *link, p *wire.Packet, src netip.AddrPort, now time.
 		s.send(wire.NewRegistrationResponse(p, wire.RcodeActErr, 0), out)
 		return
 	}
-	ttl, capped := s.table.grant(rr.TTL)
-	if capped {
-		s.stats.ttlCapped.Add(1)
-		s.capHit(now, slog.LevelInfo, "ttl", "nbt: WINS registration granted another TTL than asked",
-			"name", n.String(), "addr", e.Addr, "asked_ttl", time.Duration(rr.TTL)*time.Second, "granted_ttl", ttl,
-			"min", s.cfg.WINSMinTTL, "max", s.cfg.WINSMaxTTL)
-	}
+	ttl := s.table.grant(rr.TTL)
 	res, cur := s.table.register(n, e.Group(), e.Addr, e.Flags, ttl, now)
 	switch res {
 	case regDone:
 		s.log.Debug("nbt: WINS registration", "name", n.String(), "addr", e.Addr, "group", e.Group(), "ttl", ttl)
+		s.granted(n, e.Addr, rr.TTL, ttl, now)
 		s.send(wire.NewRegistrationResponse(p, wire.RcodeOK, ttlSeconds(ttl)), out)
 	case regRefused:
 		s.send(wire.NewRegistrationResponse(p, wire.RcodeActErr, 0), out)
@@ -438,6 +433,7 @@ func (s *Server) challengeOwner(l *link, p *wire.Packet, n wire.Name, e wire.NB,
 			return
 		}
 		s.log.Info("nbt: owner is gone; name registered to the new node", "name", n.String(), "old", cur, "new", e.Addr)
+		s.granted(n, e.Addr, p.Additional[0].TTL, ttl, s.cfg.now())
 		s.send(wire.NewRegistrationResponse(p, wire.RcodeOK, ttlSeconds(ttl)), later)
 	}()
 }
@@ -474,6 +470,18 @@ func (s *Server) refuse(res regResult, n wire.Name, a netip.Addr, now time.Time)
 	s.capHit(now, slog.LevelWarn, "table", "nbt: WINS registration refused: the table or the group is full",
 		"name", n.String(), "addr", a, "max_names", s.cfg.MaxNames, "max_group_members", maxGroupMembers)
 	return wire.RcodeSrvErr
+}
+
+// granted counts and logs (rarely) a registration granted another TTL
+// than the asked one (in seconds).
+func (s *Server) granted(n wire.Name, a netip.Addr, asked uint32, ttl time.Duration, now time.Time) {
+	if time.Duration(asked)*time.Second == ttl {
+		return
+	}
+	s.stats.ttlCapped.Add(1)
+	s.capHit(now, slog.LevelInfo, "ttl", "nbt: WINS registration granted another TTL than asked",
+		"name", n.String(), "addr", a, "asked_ttl", time.Duration(asked)*time.Second, "granted_ttl", ttl,
+		"min", s.cfg.WINSMinTTL, "max", s.cfg.WINSMaxTTL)
 }
 
 // capHit logs that a bound was hit, at most once per CapLogInterval for

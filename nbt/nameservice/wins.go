@@ -51,17 +51,13 @@ func newTable(max, perOwner int, minTTL, maxTTL time.Duration) *table {
 
 // grant chooses the TTL granted for a requested one in seconds (RFC 1002
 // 4.2.2: the NBNS may grant another TTL than asked): clamped to
-// [minTTL, maxTTL], and 0 (infinite) gets maxTTL. capped reports that it
-// differs from the request.
-func (t *table) grant(ttl uint32) (d time.Duration, capped bool) {
-	d = time.Duration(ttl) * time.Second
-	switch {
-	case ttl == 0 || d > t.maxTTL:
-		return t.maxTTL, true
-	case d < t.minTTL:
-		return t.minTTL, true
+// [minTTL, maxTTL], and 0 (infinite) gets maxTTL.
+func (t *table) grant(ttl uint32) time.Duration {
+	d := time.Duration(ttl) * time.Second
+	if ttl == 0 || d > t.maxTTL {
+		return t.maxTTL
 	}
-	return d, false
+	return max(d, t.minTTL)
 }
 
 // hold and drop count a name held by a; t.mu is held.
