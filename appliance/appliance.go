@@ -20,7 +20,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"concierge/appliance/config"
-	"concierge/internal/authlimit"
 	"concierge/internal/durable"
 )
 
@@ -69,7 +68,7 @@ func Serve(ctx context.Context, opt Options) error {
 	}
 	defer unlock()
 
-	env := &Env{DataDir: dataDir, Log: log, Users: NewUsers(cfg), AuthFails: &authlimit.Limiter{}}
+	env := &Env{DataDir: dataDir, Log: log, Users: NewUsers(cfg)}
 	services := newServices(env)
 	var started []Service
 	stopAll := func() {
