@@ -46,9 +46,13 @@ func (u *Users) Authenticate(ctx context.Context, login, password string, ip net
 	if usr := cfg.User(name); usr != nil {
 		hash = usr.Hash
 	}
-	err := u.Limits.Attempt(ctx, ip, name, func(ctx context.Context) (bool, error) {
+	err := u.Limits.Attempt(ctx, ip, name, func(ctx context.Context, suspect bool) (bool, error) {
+		prio := pwhash.Normal
+		if suspect {
+			prio = pwhash.Suspect // clean logins go first
+		}
 		// An empty hash costs a check too (pwhash.Gate.Verify).
-		return u.Hashes.Verify(ctx, hash, password)
+		return u.Hashes.Verify(ctx, prio, hash, password)
 	})
 	if err != nil {
 		return "", err

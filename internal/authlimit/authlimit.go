@@ -123,13 +123,16 @@ func Network(ip netip.Addr) netip.Prefix {
 // It returns ErrTryLater without calling check while a key backs off;
 // otherwise it calls check, which reports whether the password is right
 // (an error from it, such as too many checks at once, is ErrTryLater
-// too), records the result and returns nil or ErrBadCredentials.
-func (l *Limiter) Attempt(ctx context.Context, ip netip.Addr, user string, check func(context.Context) (bool, error)) error {
+// too), records the result and returns nil or ErrBadCredentials. check
+// learns whether a key of the attempt has failed recently (suspect), so
+// that it can let other checks go first.
+func (l *Limiter) Attempt(ctx context.Context, ip netip.Addr, user string, check func(ctx context.Context, suspect bool) (bool, error)) error {
 	net := Network(ip)
-	if wait := l.begin(net, user); wait > 0 {
+	wait, suspect := l.begin(net, user)
+	if wait > 0 {
 		return fmt.Errorf("%w (in %v)", ErrTryLater, wait.Round(time.Second))
 	}
-	ok, err := check(ctx)
+	ok, err := check(ctx, suspect)
 	switch {
 	case err != nil:
 		l.end(net, user, false, false)
@@ -167,21 +170,23 @@ func (l *Limiter) keys(net netip.Prefix, user string) (wait time.Duration, en, e
 
 // begin refuses an attempt while a key backs off (returning how long),
 // and otherwise lets it go ahead: a key that has failed before lets no
-// other attempt through until this one is decided.
-func (l *Limiter) begin(net netip.Prefix, user string) time.Duration {
+// other attempt through until this one is decided. suspect reports
+// whether a key has failed recently.
+func (l *Limiter) begin(net netip.Prefix, user string) (wait time.Duration, suspect bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	wait, en, eu := l.keys(net, user)
 	if wait > 0 {
-		return wait
+		return wait, true
 	}
 	now := l.clock()
 	for _, e := range []*entry{en, eu} {
 		if e != nil {
 			e.until = now.Add(l.delay(e.fails))
+			suspect = true
 		}
 	}
-	return 0
+	return 0, suspect
 }
 
 // end records the result of an attempt that begin let through: a failure

@@ -23,7 +23,7 @@ func newLimiter(size int) (*Limiter, *fakeClock) {
 type guesser struct{ hashes int }
 
 func (g *guesser) try(l *Limiter, ip, user string, right bool) error {
-	return l.Attempt(context.Background(), netip.MustParseAddr(ip), user, func(context.Context) (bool, error) {
+	return l.Attempt(context.Background(), netip.MustParseAddr(ip), user, func(context.Context, bool) (bool, error) {
 		g.hashes++
 		return right, nil
 	})
@@ -106,7 +106,10 @@ func TestOneAttemptAtATimeWhileBackingOff(t *testing.T) {
 	var g guesser
 	g.try(l, "10.0.0.1", "bob", false)
 	clock.add(time.Second)
-	err := l.Attempt(context.Background(), netip.MustParseAddr("10.0.0.2"), "bob", func(context.Context) (bool, error) {
+	err := l.Attempt(context.Background(), netip.MustParseAddr("10.0.0.2"), "bob", func(_ context.Context, suspect bool) (bool, error) {
+		if !suspect {
+			t.Error("an attempt on a key that failed is not suspect")
+		}
 		if err := g.try(l, "10.5.0.1", "bob", false); !errors.Is(err, ErrTryLater) {
 			t.Errorf("second attempt during a check: %v", err)
 		}

@@ -18,7 +18,9 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -51,19 +53,36 @@ const DefaultQueueTimeout = 5 * time.Second
 // ErrBusy is returned by a check that found no free slot in time.
 var ErrBusy = errors.New("pwhash: too many password checks at once")
 
+// Priority orders the checks that wait for a slot.
+type Priority int
+
+// Priorities.
+const (
+	// Normal checks wait in turn.
+	Normal Priority = iota
+	// Suspect checks (their client or user failed recently) get a slot
+	// only when no Normal check waits: a flood of guesses cannot keep a
+	// user with a clean record from logging in.
+	Suspect
+)
+
 // Gate bounds how many password checks run at once.
 type Gate struct {
-	slots   chan struct{}
+	slots   int
 	timeout time.Duration
 	checks  atomic.Uint64
+
+	mu      sync.Mutex
+	inUse   int
+	waiting [2][]chan struct{} // by Priority; only while every slot is in use
 	// held, when set (tests), runs while a slot is held, before the hash.
-	held func()
+	held func(Priority)
 }
 
 // NewGate returns a gate that runs at most slots checks at once; a check
 // waits at most queueTimeout for a slot.
 func NewGate(slots int, queueTimeout time.Duration) *Gate {
-	return &Gate{slots: make(chan struct{}, max(slots, 1)), timeout: queueTimeout}
+	return &Gate{slots: max(slots, 1), timeout: queueTimeout}
 }
 
 // Default is the gate of every password check in the process: one slot
@@ -72,38 +91,85 @@ func NewGate(slots int, queueTimeout time.Duration) *Gate {
 var Default = NewGate(runtime.NumCPU(), DefaultQueueTimeout)
 
 // Slots is the number of checks that may run at once.
-func (g *Gate) Slots() int { return cap(g.slots) }
+func (g *Gate) Slots() int { return g.slots }
 
 // Checks counts the hashes computed through the gate (checks, dummy
 // checks and new hashes).
 func (g *Gate) Checks() uint64 { return g.checks.Load() }
 
-// do runs f holding a slot, waiting at most the queue timeout (no limit
-// when wait is false) or until ctx is done.
-func (g *Gate) do(ctx context.Context, wait bool, f func()) error {
+// acquire takes a slot, waiting at most the queue timeout (no limit when
+// wait is false) or until ctx is done.
+func (g *Gate) acquire(ctx context.Context, p Priority, wait bool) error {
+	g.mu.Lock()
+	if g.inUse < g.slots {
+		g.inUse++
+		g.mu.Unlock()
+		return nil
+	}
+	ready := make(chan struct{})
+	g.waiting[p] = append(g.waiting[p], ready)
+	g.mu.Unlock()
+	var expired <-chan time.Time
+	if wait {
+		t := time.NewTimer(g.timeout)
+		defer t.Stop()
+		expired = t.C
+	}
+	var err error
 	select {
-	case g.slots <- struct{}{}:
-	default:
-		var expired <-chan time.Time
-		if wait {
-			t := time.NewTimer(g.timeout)
-			defer t.Stop()
-			expired = t.C
-		}
-		select {
-		case g.slots <- struct{}{}:
-		case <-expired:
-			return ErrBusy
-		case <-ctx.Done():
-			return ctx.Err()
+	case <-ready:
+		return nil
+	case <-expired:
+		err = ErrBusy
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	g.mu.Lock()
+	q := g.waiting[p]
+	if i := slices.Index(q, ready); i >= 0 {
+		g.waiting[p] = slices.Delete(q, i, i+1)
+		g.mu.Unlock()
+		return err
+	}
+	g.mu.Unlock()
+	// The slot was handed over just as the wait ended: pass it on.
+	g.release()
+	return err
+}
+
+// release hands the slot to the first waiting check of the highest
+// priority, or frees it.
+func (g *Gate) release() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for p, q := range g.waiting {
+		if len(q) > 0 {
+			close(q[0])
+			g.waiting[p] = q[1:]
+			return
 		}
 	}
-	defer func() { <-g.slots }()
+	g.inUse--
+}
+
+// do runs f holding a slot.
+func (g *Gate) do(ctx context.Context, p Priority, wait bool, f func()) error {
+	if err := g.acquire(ctx, p, wait); err != nil {
+		return err
+	}
+	defer g.release()
 	if g.held != nil {
-		g.held()
+		g.held(p)
 	}
 	g.checks.Add(1)
 	f()
+	// The check's memory is garbage now: collect it before the slot
+	// goes to the next check, so that at most one check's memory per
+	// slot exists at any time. Left to the pacer, the heap would grow
+	// to twice the checks in flight and more (over 130 MB with two
+	// slots under a flood); a collection of a heap that is mostly
+	// pointer-free argon2 blocks costs little next to a check.
+	runtime.GC()
 	return nil
 }
 
@@ -113,7 +179,7 @@ func (g *Gate) Hash(pw string) string {
 	salt := make([]byte, 16)
 	rand.Read(salt)
 	var key []byte
-	g.do(context.Background(), false, func() {
+	g.do(context.Background(), Normal, false, func() {
 		key = argon2.IDKey([]byte(pw), salt, argonTime, argonMemory, argonThreads, argonKeyLen)
 	})
 	b64 := base64.RawStdEncoding
@@ -127,22 +193,22 @@ var dummySalt = []byte("concierge-dummy!")
 // costs the time of a check and reports false, so that an unknown user
 // takes as long to refuse as a wrong password. The error is ErrBusy or
 // ctx's error when the check did not run.
-func (g *Gate) Verify(ctx context.Context, h, pw string) (bool, error) {
+func (g *Gate) Verify(ctx context.Context, prio Priority, h, pw string) (bool, error) {
 	var ok bool
 	if isBcrypt(h) {
-		err := g.do(ctx, true, func() {
+		err := g.do(ctx, prio, true, func() {
 			ok = bcrypt.CompareHashAndPassword([]byte(h), []byte(pw)) == nil
 		})
 		return ok, err
 	}
 	t, m, p, salt, key, err := parseArgon(h)
 	if err != nil {
-		err := g.do(ctx, true, func() {
+		err := g.do(ctx, prio, true, func() {
 			argon2.IDKey([]byte(pw), dummySalt, argonTime, argonMemory, argonThreads, argonKeyLen)
 		})
 		return false, err
 	}
-	err = g.do(ctx, true, func() {
+	err = g.do(ctx, prio, true, func() {
 		got := argon2.IDKey([]byte(pw), salt, t, m, p, uint32(len(key)))
 		ok = subtle.ConstantTimeCompare(got, key) == 1
 	})
@@ -150,7 +216,9 @@ func (g *Gate) Verify(ctx context.Context, h, pw string) (bool, error) {
 }
 
 // Verify checks pw against h through the Default gate.
-func Verify(ctx context.Context, h, pw string) (bool, error) { return Default.Verify(ctx, h, pw) }
+func Verify(ctx context.Context, h, pw string) (bool, error) {
+	return Default.Verify(ctx, Normal, h, pw)
+}
 
 // Hash hashes pw through the Default gate.
 func Hash(pw string) string { return Default.Hash(pw) }

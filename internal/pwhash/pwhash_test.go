@@ -3,6 +3,7 @@ package pwhash
 import (
 	"context"
 	"errors"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,7 +22,7 @@ func TestHashAndVerify(t *testing.T) {
 	b, _ := bcrypt.GenerateFromPassword([]byte("correct horse"), bcrypt.MinCost)
 	for _, hash := range []string{h, string(b)} {
 		for pw, want := range map[string]bool{"correct horse": true, "correct hors": false, "": false} {
-			if ok, err := g.Verify(context.Background(), hash, pw); ok != want || err != nil {
+			if ok, err := g.Verify(context.Background(), Normal, hash, pw); ok != want || err != nil {
 				t.Errorf("Verify(%.10s, %q) = %v, %v", hash, pw, ok, err)
 			}
 		}
@@ -29,7 +30,7 @@ func TestHashAndVerify(t *testing.T) {
 	// A missing or unreadable hash costs a check and never matches.
 	before := g.Checks()
 	for _, hash := range []string{"", "plain", "$argon2id$v=19$m=1048576,t=2,p=1$c2FsdHNhbHQ$a2V5a2V5a2V5a2V5a2V5a2V5"} {
-		if ok, err := g.Verify(context.Background(), hash, "plain"); ok || err != nil {
+		if ok, err := g.Verify(context.Background(), Normal, hash, "plain"); ok || err != nil {
 			t.Errorf("Verify(%q) = %v, %v", hash, ok, err)
 		}
 	}
@@ -52,13 +53,13 @@ func TestGateBound(t *testing.T) {
 	h := g.Hash("pw")
 	release := make(chan struct{})
 	entered := make(chan struct{}, slots)
-	g.held = func() { entered <- struct{}{}; <-release }
+	g.held = func(Priority) { entered <- struct{}{}; <-release }
 	var wg sync.WaitGroup
 	for range slots {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if ok, err := g.Verify(context.Background(), h, "pw"); !ok || err != nil {
+			if ok, err := g.Verify(context.Background(), Normal, h, "pw"); !ok || err != nil {
 				t.Errorf("check holding a slot: %v, %v", ok, err)
 			}
 		}()
@@ -67,7 +68,7 @@ func TestGateBound(t *testing.T) {
 		<-entered
 	}
 	start := time.Now()
-	if _, err := g.Verify(context.Background(), h, "pw"); !errors.Is(err, ErrBusy) {
+	if _, err := g.Verify(context.Background(), Normal, h, "pw"); !errors.Is(err, ErrBusy) {
 		t.Errorf("check beyond the slots: %v, want ErrBusy", err)
 	}
 	if d := time.Since(start); d < 50*time.Millisecond {
@@ -75,7 +76,7 @@ func TestGateBound(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := g.Verify(ctx, h, "pw"); !errors.Is(err, context.Canceled) {
+	if _, err := g.Verify(ctx, Normal, h, "pw"); !errors.Is(err, context.Canceled) {
 		t.Errorf("check with an ended context: %v", err)
 	}
 	close(release)
@@ -84,7 +85,7 @@ func TestGateBound(t *testing.T) {
 	// Many checks at once: at most slots run together, all finish.
 	g = NewGate(slots, time.Minute)
 	var cur, peak atomic.Int32
-	g.held = func() {
+	g.held = func(Priority) {
 		n := cur.Add(1)
 		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
 		}
@@ -99,7 +100,7 @@ func TestGateBound(t *testing.T) {
 			if i%2 == 1 {
 				pw = "wrong"
 			}
-			if ok, err := g.Verify(context.Background(), h, pw); ok != (i%2 == 0) || err != nil {
+			if ok, err := g.Verify(context.Background(), Priority(i%2), h, pw); ok != (i%2 == 0) || err != nil {
 				t.Errorf("check %d: %v, %v", i, ok, err)
 			}
 		}()
@@ -110,5 +111,51 @@ func TestGateBound(t *testing.T) {
 	}
 	if n := g.Checks(); n != 20 {
 		t.Errorf("%d checks counted, want 20", n)
+	}
+}
+
+// A Suspect check gets a slot only when no Normal check waits.
+func TestGatePriority(t *testing.T) {
+	g := NewGate(1, time.Minute)
+	h := g.Hash("pw")
+	release := make(chan struct{})
+	entered := make(chan Priority, 3)
+	g.held = func(p Priority) {
+		entered <- p
+		<-release
+	}
+	var wg sync.WaitGroup
+	start := func(p Priority) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			g.Verify(context.Background(), p, h, "pw")
+		}()
+	}
+	start(Normal)
+	<-entered
+	// While the slot is held, a suspect check queues first, then a
+	// normal one.
+	start(Suspect)
+	waitQueued(g, Suspect)
+	start(Normal)
+	waitQueued(g, Normal)
+	close(release)
+	if p1, p2 := <-entered, <-entered; p1 != Normal || p2 != Suspect {
+		t.Errorf("slots went to %v then %v; want the normal check first", p1, p2)
+	}
+	wg.Wait()
+}
+
+// waitQueued waits until a check of priority p waits for a slot.
+func waitQueued(g *Gate, p Priority) {
+	for {
+		g.mu.Lock()
+		n := len(g.waiting[p])
+		g.mu.Unlock()
+		if n > 0 {
+			return
+		}
+		runtime.Gosched()
 	}
 }
