@@ -1,6 +1,8 @@
 package appliance
 
 import (
+	"context"
+	"net/netip"
 	"strings"
 
 	"concierge/appliance/config"
@@ -43,7 +45,9 @@ func (d *directory) IsLocalDomain(dom string) bool { _, ok := d.canon[dom]; retu
 
 func (d *directory) Maildir(user string) string { return d.env.MailDir(user) }
 
-func (d *directory) Verify(user, pw string) bool { return d.env.Users.Verify(user, pw) }
+func (d *directory) Authenticate(ctx context.Context, login, pw string, ip netip.Addr) (string, error) {
+	return d.env.Users.Authenticate(ctx, login, pw, ip)
+}
 
 // maxAliasDepth bounds alias chains (and breaks loops).
 const maxAliasDepth = 8

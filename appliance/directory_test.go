@@ -77,10 +77,3 @@ func TestCanSendAs(t *testing.T) {
 		}
 	}
 }
-
-func TestVerify(t *testing.T) {
-	d := testDirectory(t)
-	if !d.Verify("bob", "correct horse") || d.Verify("bob", "battery staple") || d.Verify("ghost", "correct horse") {
-		t.Error("password check is wrong")
-	}
-}

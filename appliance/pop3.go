@@ -65,9 +65,6 @@ func (s *pop3Service) Start(ctx context.Context, cfg *config.Config) error {
 	}
 	s.tls.Store(set.TLSConfig)
 	s.srv = pop3d.NewServer(s.env.Users, maildrops{s.env}, set, s.env.Log.With("service", "pop3"))
-	if s.env.AuthFails != nil {
-		s.srv.AuthFails = s.env.AuthFails
-	}
 	if err := s.listen(cfg); err != nil {
 		s.srv.Close()
 		return err

@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 
 	"concierge/appliance/config"
-	"concierge/internal/authlimit"
 	"concierge/smtpd/queue"
 	"concierge/smtpd/store"
 )
@@ -35,11 +34,9 @@ type Service interface {
 type Env struct {
 	DataDir string
 	Log     *slog.Logger
-	// Users checks mailbox passwords against the live configuration.
+	// Users checks logins against the live configuration: the one
+	// login check every service uses.
 	Users *Users
-	// AuthFails is shared by every service that checks passwords, so a
-	// guesser gains nothing by switching from SMTP to POP3.
-	AuthFails *authlimit.Limiter
 	// Store and Queue are opened by the SMTP service (started first) and
 	// shared with the services that deliver mail out and bounce it.
 	Store *store.Store

@@ -77,9 +77,6 @@ func (s *smtpService) Start(ctx context.Context, cfg *config.Config) error {
 	s.queue, s.store = q, st
 	s.env.Queue, s.env.Store = q, st
 	s.srv = smtpd.New(st, set, s.env.Log.With("service", "smtp"))
-	if s.env.AuthFails != nil {
-		s.srv.AuthFails = s.env.AuthFails
-	}
 	if err := s.listen(cfg); err != nil {
 		s.srv.Close()
 		st.Close()

@@ -2,6 +2,7 @@ package pop3d
 
 import (
 	"bufio"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -21,15 +22,24 @@ import (
 	"testing"
 	"time"
 
+	"concierge/internal/authlimit"
 	"concierge/internal/maildir"
 )
 
-// users is an Authenticator over a fixed table.
+// users is an Authenticator over a fixed table of names and passwords;
+// a login may also be NAME@example.test. The login "busy" is refused for
+// now.
 type users map[string]string
 
-func (u users) Verify(name, pass string) bool {
-	p, ok := u[name]
-	return ok && p == pass
+func (u users) Authenticate(_ context.Context, login, pass string, _ netip.Addr) (string, error) {
+	if login == "busy" {
+		return "", authlimit.ErrTryLater
+	}
+	name := strings.TrimSuffix(login, "@example.test")
+	if p, ok := u[name]; !ok || p != pass {
+		return "", authlimit.ErrBadCredentials
+	}
+	return name, nil
 }
 
 // MaildirBoxes serves the Maildirs under Root/<user>; tests and the
@@ -131,7 +141,6 @@ func newTestServer(t testing.TB, set *Settings, opts ...func(*Server)) *testServ
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	srv := NewServer(users{"alice": "secret 1", "bob": "pw"}, MaildirBoxes{Root: root}, set, log)
-	srv.AuthFails.Base = time.Millisecond
 	for _, o := range opts {
 		o(srv)
 	}

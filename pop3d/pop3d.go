@@ -14,6 +14,7 @@
 package pop3d
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"io"
@@ -21,10 +22,14 @@ import (
 	"time"
 )
 
-// Authenticator checks a user's password. It should spend the same time
-// on an unknown user as on a wrong password.
+// Authenticator checks logins. Authenticate checks a login (a user name
+// or an address of the user) and its password from the client at ip and
+// returns the user whose maildrop the session opens. Its error matches
+// authlimit.ErrTryLater when the login is refused for now (answered
+// [SYS/TEMP]); any other error means bad credentials ([AUTH]). It should
+// spend the same time on an unknown user as on a wrong password.
 type Authenticator interface {
-	Verify(user, password string) bool
+	Authenticate(ctx context.Context, login, password string, ip netip.Addr) (user string, err error)
 }
 
 // Mailboxes opens users' maildrops.

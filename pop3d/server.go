@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"concierge/internal/authlimit"
 	"concierge/internal/connlimit"
 )
 
@@ -24,10 +23,6 @@ type Server struct {
 	Auth      Authenticator
 	Mailboxes Mailboxes
 	Log       *slog.Logger
-	// AuthFails slows down failed logins per user name and per client
-	// address (its zero value: 1 s doubling to 16 s, remembered 15
-	// minutes).
-	AuthFails *authlimit.Limiter
 
 	settings atomic.Pointer[Settings]
 
@@ -51,7 +46,7 @@ func NewServer(auth Authenticator, boxes Mailboxes, set *Settings, log *slog.Log
 		set = &Settings{}
 	}
 	s := &Server{
-		Auth: auth, Mailboxes: boxes, Log: log, AuthFails: &authlimit.Limiter{},
+		Auth: auth, Mailboxes: boxes, Log: log,
 		listeners: map[net.Listener]struct{}{},
 		sessions:  map[*session]struct{}{},
 	}

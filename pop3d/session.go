@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-sasl"
+
+	"concierge/internal/authlimit"
 )
 
 // state is the protocol state of a session (RFC 1939 section 3).
@@ -361,29 +363,29 @@ func (s *session) cmdPass(arg string) error {
 	return s.login1(user, arg)
 }
 
-// login1 checks a password and locks the maildrop; it is shared by
-// USER/PASS and AUTH.
-func (s *session) login1(user, password string) error {
-	keys := []string{"user:" + strings.ToLower(user), "ip:" + s.ip.String()}
-	if !s.srv.Auth.Verify(user, password) {
+// login1 checks a login and its password and locks the maildrop of the
+// user it names; it is shared by USER/PASS and AUTH.
+func (s *session) login1(login, password string) error {
+	user, err := s.srv.Auth.Authenticate(context.Background(), login, password, s.ip)
+	if err != nil {
 		s.srv.stats.loginFailures.Add(1)
-		s.srv.AuthFails.Fail(keys...)
 		s.fails++
-		s.log.Info("login failed", "user", user)
-		if d := s.srv.AuthFails.Delay(keys...); d > 0 {
-			s.w.Flush()
-			s.sleep(d)
-		}
+		s.log.Info("login failed", "login", login, "err", err)
 		// The same answer for an unknown user and a wrong password.
+		reply := codeAuth + "Invalid user name or password"
+		if errors.Is(err, authlimit.ErrTryLater) {
+			// RFC 3206 4: not the credentials' fault; a client
+			// tries again later instead of asking for a password.
+			reply = codeSysTemp + "Login refused for now, try again later"
+		}
 		if s.fails >= MaxAuthFailures {
-			s.err("%sInvalid user name or password; too many failures, closing connection", codeAuth)
+			s.err("%s; too many failures, closing connection", reply)
 			s.ended = "too many failed logins"
 			return errClose
 		}
-		s.err("%sInvalid user name or password", codeAuth)
+		s.err("%s", reply)
 		return nil
 	}
-	s.srv.AuthFails.Succeed(keys[0])
 	drop, err := s.srv.Mailboxes.Lock(user)
 	if err != nil {
 		if errors.Is(err, ErrInUse) {
@@ -411,14 +413,6 @@ func (s *session) login1(user, password string) error {
 	s.log.Info("login", "tls", s.tls, "messages", count, "octets", octets)
 	s.ok("Logged in, %d messages (%d octets)", count, octets)
 	return nil
-}
-
-// sleep waits d, or less when the server shuts down.
-func (s *session) sleep(d time.Duration) {
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) && !s.closing.Load() {
-		time.Sleep(min(100*time.Millisecond, time.Until(deadline)))
-	}
 }
 
 func (s *session) cmdAPOP(string) error {
@@ -504,23 +498,6 @@ func (s *session) cmdAuth(arg string) error {
 	if !decided {
 		// A malformed PLAIN message is a failed login.
 		user, pass = "", ""
-	}
-	if user == "" {
-		s.srv.stats.loginFailures.Add(1)
-		key := "ip:" + s.ip.String()
-		s.srv.AuthFails.Fail(key)
-		if d := s.srv.AuthFails.Delay(key); d > 0 {
-			s.w.Flush()
-			s.sleep(d)
-		}
-		s.fails++
-		if s.fails >= MaxAuthFailures {
-			s.err("%sInvalid user name or password; too many failures, closing connection", codeAuth)
-			s.ended = "too many failed logins"
-			return errClose
-		}
-		s.err("%sInvalid user name or password", codeAuth)
-		return nil
 	}
 	return s.login1(user, pass)
 }

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Side-by-side benchmarks against the reference servers (Postfix, Dovecot,
-# Samba nmbd), each in network namespaces of its own. Figures, not pass or
+# Samba nmbd), each in network namespaces of its own, and the password-guessing
+# bench (memory and logins under attack). Figures, not pass or
 # fail: see docs/benchmarks*.md for what was measured before.
 set -eu
 cd "$(dirname "$0")/.."

@@ -20,7 +20,6 @@ import (
 
 	"github.com/emersion/go-smtp"
 
-	"concierge/internal/authlimit"
 	"concierge/internal/connlimit"
 	"concierge/internal/mailaddr"
 	"concierge/smtpd/store"
@@ -51,8 +50,11 @@ type Directory interface {
 	Lookup(a mailaddr.Address) (users, remote []string, ok bool)
 	// CanSendAs reports whether user may use a as envelope sender.
 	CanSendAs(user string, a mailaddr.Address) bool
-	// Verify checks a user's password.
-	Verify(user, password string) bool
+	// Authenticate checks a login (a user name or an address of the
+	// user) and its password from the client at ip, and returns the
+	// user. Its error matches authlimit.ErrTryLater when the login is
+	// refused for now (answered 454), else the credentials are wrong.
+	Authenticate(ctx context.Context, login, password string, ip netip.Addr) (user string, err error)
 	// Maildir is the Maildir directory of a local user.
 	Maildir(user string) string
 }
@@ -94,9 +96,6 @@ type Server struct {
 	closing   bool
 	wg        sync.WaitGroup
 
-	// AuthFails slows down password guessing per address and user.
-	AuthFails *authlimit.Limiter
-
 	// Counters for the status page.
 	Accepted, Rejected, Messages atomic.Uint64
 }
@@ -113,7 +112,7 @@ func New(st *store.Store, set *Settings, log *slog.Logger) *Server {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{
-		Store: st, Log: log, AuthFails: &authlimit.Limiter{},
+		Store: st, Log: log,
 		lib:       map[ListenerKind]*libServer{},
 		listeners: map[net.Listener]ListenerKind{},
 		conns:     map[*frontConn]struct{}{},

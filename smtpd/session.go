@@ -14,6 +14,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"concierge/internal/authlimit"
 	"concierge/internal/connlimit"
 	"concierge/internal/mailaddr"
 	"concierge/smtpd/queue"
@@ -26,6 +27,9 @@ var (
 	errAuthRequired = &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Authentication required"}
 	// RFC 4954 6: bad credentials.
 	errAuthFailed = &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: "Authentication credentials invalid"}
+	// RFC 4954 6: a login refused for now (too many failures, too many
+	// checks at once).
+	errAuthTryLater = &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Temporary authentication failure, try again later"}
 	// RFC 5321 4.2.2 / RFC 3463 5.7.1: not allowed to relay.
 	errRelayDenied = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Relaying denied: this server only accepts mail for its own domains"}
 	errRouteDenied = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Relaying denied: '%', '!' and '@' routing in the local part is not accepted"}
@@ -97,20 +101,24 @@ func (ss *session) trusted() bool { return ss.user != "" || ss.relayNet(ss.set) 
 func (ss *session) AuthMechanisms() []string { return []string{sasl.Plain, sasl.Login} }
 
 func (ss *session) Auth(mech string) (sasl.Server, error) {
-	check := func(identity, user, pass string) error {
-		if identity != "" && identity != user {
-			return errAuthFailed
+	check := func(identity, login, pass string) error {
+		if identity != "" && identity != login {
+			return errAuthFailed // no proxy authorization
 		}
-		keys := []string{"ip:" + ss.ip.String(), "user:" + user}
 		set := ss.s.settings.Load()
-		if set.Dir == nil || !set.Dir.Verify(user, pass) {
-			ss.s.AuthFails.FailAndWait(keys...)
-			ss.s.Log.Info("auth failed", "remote", ss.ip.String(), "user", user, "mech", mech)
+		if set.Dir == nil {
 			return errAuthFailed
 		}
-		ss.s.AuthFails.Succeed("user:" + user)
+		user, err := set.Dir.Authenticate(context.Background(), login, pass, ss.ip)
+		if err != nil {
+			ss.s.Log.Info("auth failed", "remote", ss.ip.String(), "login", login, "mech", mech, "err", err)
+			if errors.Is(err, authlimit.ErrTryLater) {
+				return errAuthTryLater
+			}
+			return errAuthFailed
+		}
 		ss.user = user
-		ss.s.Log.Info("auth", "remote", ss.ip.String(), "user", user, "mech", mech)
+		ss.s.Log.Info("auth", "remote", ss.ip.String(), "user", user, "login", login, "mech", mech)
 		return nil
 	}
 	switch mech {

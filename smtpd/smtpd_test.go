@@ -3,14 +3,17 @@ package smtpd
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"concierge/internal/authlimit"
 	"concierge/internal/mailaddr"
 	"concierge/smtpd/queue"
 	"concierge/smtpd/store"
@@ -30,7 +33,12 @@ func (d staticDir) Lookup(a mailaddr.Address) ([]string, []string, bool) {
 func (d staticDir) CanSendAs(u string, a mailaddr.Address) bool {
 	return a.String() == u+"@example.test"
 }
-func (d staticDir) Verify(u, p string) bool { return u == "bob" && p == "secret-pw" }
+func (d staticDir) Authenticate(_ context.Context, login, pw string, _ netip.Addr) (string, error) {
+	if login == "bob" && pw == "secret-pw" {
+		return "bob", nil
+	}
+	return "", authlimit.ErrBadCredentials
+}
 func (d staticDir) Maildir(u string) string { return filepath.Join(d.root, "mail", u) }
 
 func newTestServer(t testing.TB) (*Server, string) {

@@ -1,10 +1,13 @@
 package config
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"concierge/internal/pwhash"
 )
 
 // Each testdata/bad/NAME.json must be refused with every line of NAME.err
@@ -71,7 +74,10 @@ func TestEdits(t *testing.T) {
 	if err := c.AddUser("bob", "another good one"); err == nil || !strings.Contains(err.Error(), "user:") {
 		t.Errorf("existing user: %v", err)
 	}
-	if !VerifyPassword(c.User("bob").Hash, "correct horse") || VerifyPassword(c.User("bob").Hash, "wrong") {
+	if ok, _ := pwhash.Verify(context.Background(), c.User("bob").Hash, "correct horse"); !ok {
+		t.Error("password hash does not verify")
+	}
+	if ok, _ := pwhash.Verify(context.Background(), c.User("bob").Hash, "wrong"); ok {
 		t.Error("password hash does not verify")
 	}
 	must(c.AddAlias("Info@example.test", []string{"bob", "x@remote.test"}))
