@@ -57,12 +57,10 @@ func newTestServer(t testing.TB) (*Server, string) {
 // side, and returns all replies.
 func dialog(t testing.TB, s *Server, input string) string {
 	t.Helper()
-	s.mu.Lock()
 	var addr string
-	for l := range s.listeners {
-		addr = l.Addr().String()
+	for _, a := range s.tcp.Addrs() {
+		addr = a.String()
 	}
-	s.mu.Unlock()
 	if addr == "" {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
