@@ -241,22 +241,6 @@ func TestCRLFWriter(t *testing.T) {
 	}
 }
 
-// FuzzSession feeds arbitrary bytes to a live session: the server must
-// neither crash nor hang, and must keep serving.
-func FuzzSession(f *testing.F) {
-	f.Add("EHLO x\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\nhi\r\n.\r\nQUIT\r\n")
-	f.Add("HELO x\r\nRCPT TO:<postmaster> NOTIFY=NEVER\r\nAUTH PLAIN\r\nSTARTTLS\r\n")
-	f.Add("EHLO x\r\nMAIL FROM:<>\r\nRCPT TO:<\"a@b\"@example.test>\r\nDATA\r\n\n.\n\r.\r\n.\r\n")
-	f.Add("BDAT 5\r\nabcde")
-	s, _ := newTestServer(f)
-	f.Fuzz(func(t *testing.T, input string) {
-		out := dialog(t, s, input)
-		if !strings.HasPrefix(out, "220 ") {
-			t.Fatalf("no greeting: %q", out)
-		}
-	})
-}
-
 func TestGreetingsNameTheServer(t *testing.T) {
 	s, _ := newTestServer(t)
 	out := dialog(t, s, "HELO c.test\r\nEHLO c.test\r\nQUIT\r\n")
