@@ -74,7 +74,7 @@ func init() {
 type session struct {
 	srv  *Server
 	set  *Settings
-	tc   *tcpserve.Conn // as accepted; its Log gains the user at login
+	tc   *tcpserve.Conn // as accepted
 	ip   netip.Addr
 	log  *slog.Logger
 	conn net.Conn // the connection; a *tls.Conn after STLS
@@ -412,7 +412,6 @@ func (s *session) login1(user, password string) error {
 	s.w = bufio.NewWriterSize(deadlineWriter{s.conn}, transactionWriteBuffer)
 	s.drop, s.login = drop, user
 	s.log = s.log.With("user", user)
-	s.tc.Log = s.log
 	n := drop.Len()
 	s.deleted = make([]bool, n)
 	s.seen = make([]bool, n)
