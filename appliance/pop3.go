@@ -38,10 +38,11 @@ func (s *pop3Service) Name() string { return "pop3" }
 
 func (s *pop3Service) settings(cfg *config.Config) (*pop3d.Settings, error) {
 	set := &pop3d.Settings{
-		Hostname:      cfg.Hostname,
-		IdleTimeout:   cfg.POP3.IdleTimeout.D(),
-		MaxConns:      cfg.POP3.MaxConnections,
-		MaxConnsPerIP: cfg.POP3.MaxConnectionsPerIP,
+		Hostname:       cfg.Hostname,
+		IdleTimeout:    cfg.POP3.IdleTimeout.D(),
+		MaxConns:       cfg.POP3.MaxConnections,
+		MaxConnsPerIP:  cfg.POP3.MaxConnectionsPerIP,
+		MaxConnsPerNet: cfg.POP3.MaxConnectionsPerNet,
 	}
 	for _, n := range cfg.POP3.TrustedNetworks {
 		p, err := config.ParseCIDR(n)

@@ -40,6 +40,7 @@ func (s *smtpService) settings(cfg *config.Config) (*smtpd.Settings, error) {
 		IdleTimeout:     cfg.SMTP.IdleTimeout.D(),
 		MaxConns:        cfg.SMTP.MaxConnections,
 		MaxConnsPerIP:   cfg.SMTP.MaxConnectionsPerIP,
+		MaxConnsPerNet:  cfg.SMTP.MaxConnectionsPerNet,
 		DropDir:         cfg.SMTP.DropDir,
 	}
 	if p := cfg.PrimaryDomain(); p != "" {

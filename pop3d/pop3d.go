@@ -20,6 +20,8 @@ import (
 	"io"
 	"net/netip"
 	"time"
+
+	"concierge/internal/connlimit"
 )
 
 // Authenticator checks logins. Authenticate checks a login (a user name
@@ -72,19 +74,27 @@ type Settings struct {
 	TLSConfig *tls.Config
 	// TrustedNetworks may log in without TLS. Default: none.
 	TrustedNetworks []netip.Prefix
-	// IdleTimeout closes a session that sends nothing (RFC 1939 section
-	// 3: the autologout timer is at least 10 minutes). Default 10m.
+	// IdleTimeout closes a logged-in session that sends nothing (RFC
+	// 1939 section 3: the autologout timer is at least 10 minutes).
+	// Default 10m.
 	IdleTimeout time.Duration
-	// MaxConns and MaxConnsPerIP cap concurrent sessions. Defaults
-	// DefaultMaxConns and DefaultMaxConnsPerIP.
-	MaxConns, MaxConnsPerIP int
+	// LoginTimeout is the idle timeout before a successful login, so
+	// that connections that never log in do not hold slots for long.
+	// Default DefaultLoginTimeout.
+	LoginTimeout time.Duration
+	// MaxConns, MaxConnsPerIP and MaxConnsPerNet cap concurrent
+	// sessions overall, per client address and per client network (a
+	// /24 or /64, see connlimit.Network). Defaults from connlimit.
+	MaxConns, MaxConnsPerIP, MaxConnsPerNet int
 }
 
 // Limits that are not settings.
 const (
-	DefaultIdleTimeout   = 10 * time.Minute
-	DefaultMaxConns      = 200
-	DefaultMaxConnsPerIP = 20
+	DefaultIdleTimeout    = 10 * time.Minute
+	DefaultLoginTimeout   = 30 * time.Second
+	DefaultMaxConns       = connlimit.DefaultTotal
+	DefaultMaxConnsPerIP  = connlimit.DefaultPerAddr
+	DefaultMaxConnsPerNet = connlimit.DefaultPerNet
 	// MaxLine is the longest command line, CRLF included. RFC 2449
 	// section 4 allows 255 octets; AUTH lines (RFC 5034 section 4) and
 	// long passwords get more room.
@@ -111,6 +121,12 @@ func (s *Settings) withDefaults() *Settings {
 	c := *s
 	if c.IdleTimeout <= 0 {
 		c.IdleTimeout = DefaultIdleTimeout
+	}
+	if c.LoginTimeout <= 0 {
+		c.LoginTimeout = DefaultLoginTimeout
+	}
+	if c.MaxConnsPerNet <= 0 {
+		c.MaxConnsPerNet = DefaultMaxConnsPerNet
 	}
 	if c.MaxConns <= 0 {
 		c.MaxConns = DefaultMaxConns

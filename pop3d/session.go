@@ -19,6 +19,7 @@ import (
 	"github.com/emersion/go-sasl"
 
 	"concierge/internal/authlimit"
+	"concierge/internal/tcpserve"
 )
 
 // state is the protocol state of a session (RFC 1939 section 3).
@@ -74,7 +75,7 @@ func init() {
 type session struct {
 	srv  *Server
 	set  *Settings
-	id   string
+	tc   *tcpserve.Conn // as accepted
 	ip   netip.Addr
 	log  *slog.Logger
 	conn net.Conn // the connection; a *tls.Conn after STLS
@@ -96,12 +97,10 @@ type session struct {
 	ended   string // why the session ended, for the log
 }
 
-func newSession(srv *Server, c net.Conn, set *Settings, ip netip.Addr) *session {
-	s := &session{srv: srv, set: set, ip: ip, conn: c}
-	s.id = strconv.FormatUint(srv.nextID.Add(1), 36)
-	_, s.tls = c.(*tls.Conn)
-	s.log = srv.Log.With("session", s.id, "remote", c.RemoteAddr().String())
-	s.setIO(c)
+func newSession(srv *Server, c *tcpserve.Conn, set *Settings) *session {
+	s := &session{srv: srv, set: set, tc: c, ip: c.IP, log: c.Log}
+	_, s.tls = c.Conn.(*tls.Conn)
+	s.setIO(c.Conn)
 	return s
 }
 
@@ -127,9 +126,12 @@ func (d deadlineWriter) Write(p []byte) (int, error) {
 	return d.c.Write(p)
 }
 
+// startShutdown makes the session end at its next command; an idle one
+// is woken at once. It runs on another goroutine, so it sets the deadline
+// on the accepted connection, which s.conn may have replaced (STLS).
 func (s *session) startShutdown() {
 	s.closing.Store(true)
-	s.conn.SetReadDeadline(time.Now())
+	s.tc.SetReadDeadline(time.Now())
 }
 
 func (s *session) ok(format string, args ...any) {
@@ -241,7 +243,7 @@ func (s *session) readLine() ([]byte, error) {
 		if s.closing.Load() {
 			return nil, errShutdown
 		}
-		s.conn.SetReadDeadline(time.Now().Add(s.srv.idleTimeout(s.set)))
+		s.conn.SetReadDeadline(time.Now().Add(s.srv.idleTimeout(s.set, s.state)))
 		// startShutdown may have run between the check and the new
 		// deadline, which would hide its wake-up.
 		if s.closing.Load() {
@@ -290,10 +292,16 @@ func (s *session) endOnReadError(err error) {
 	s.w.Flush()
 }
 
-// idleTimeout is the session's idle timeout; a shorter one configured
-// since the session started applies too.
-func (srv *Server) idleTimeout(set *Settings) time.Duration {
-	return min(set.IdleTimeout, srv.settings.Load().IdleTimeout)
+// idleTimeout is the session's idle timeout in state st: the login
+// timeout until a login succeeded, the autologout timer after; a shorter
+// one configured since the session started applies too.
+func (srv *Server) idleTimeout(set *Settings, st state) time.Duration {
+	now := srv.settings.Load()
+	d := min(set.IdleTimeout, now.IdleTimeout)
+	if st == stateAuthorization {
+		d = min(d, set.LoginTimeout, now.LoginTimeout)
+	}
+	return d
 }
 
 // logCommand logs a command at debug level, passwords redacted.
@@ -433,7 +441,8 @@ func (s *session) cmdAuth(arg string) error {
 		return nil
 	}
 	f := fields(arg)
-	if len(f) > 2 {
+	if len(f) == 0 || len(f) > 2 {
+		// Spaces or tabs alone are no mechanism.
 		s.err("AUTH takes a mechanism and an optional initial response")
 		return nil
 	}

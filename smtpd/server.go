@@ -14,6 +14,8 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,6 +24,7 @@ import (
 
 	"concierge/internal/connlimit"
 	"concierge/internal/mailaddr"
+	"concierge/internal/tcpserve"
 	"concierge/smtpd/store"
 )
 
@@ -67,12 +70,20 @@ type Settings struct {
 	MaxMessageBytes int64
 	MaxRecipients   int
 	IdleTimeout     time.Duration
-	MaxConns        int
-	MaxConnsPerIP   int
-	TLSConfig       *tls.Config // nil: no STARTTLS, no AUTH, no port 465
-	DropDir         string
+	// MaxConns, MaxConnsPerIP and MaxConnsPerNet cap concurrent
+	// connections overall, per client address and per client network
+	// (a /24 or /64, see connlimit.Network), in each of two pools: port
+	// 25, and the submission ports 587 and 465 together, so that a
+	// flood on port 25 leaves submission alone. Zero: no cap.
+	MaxConns, MaxConnsPerIP, MaxConnsPerNet int
+	TLSConfig                               *tls.Config // nil: no STARTTLS, no AUTH, no port 465
+	DropDir                                 string
 	// Postmaster is the address a bare "RCPT TO:<postmaster>" means.
 	Postmaster string
+}
+
+func (set *Settings) limits() connlimit.Limits {
+	return connlimit.Limits{Total: set.MaxConns, PerAddr: set.MaxConnsPerIP, PerNet: set.MaxConnsPerNet}
 }
 
 // Limits that are not settings.
@@ -88,13 +99,14 @@ type Server struct {
 
 	settings atomic.Pointer[Settings]
 
-	mu        sync.Mutex
-	lib       map[ListenerKind]*libServer
-	listeners map[net.Listener]ListenerKind
-	conns     map[*frontConn]struct{}
-	counts    connlimit.Counter
-	closing   bool
-	wg        sync.WaitGroup
+	tcp   tcpserve.Server
+	mx    connlimit.Pool // port 25
+	sub   connlimit.Pool // ports 587 and 465
+	ports map[ListenerKind]*tcpserve.Port
+
+	mu      sync.Mutex
+	lib     map[ListenerKind]*libServer
+	closing bool
 
 	// Counters for the status page.
 	Accepted, Rejected, Messages atomic.Uint64
@@ -113,9 +125,16 @@ func New(st *store.Store, set *Settings, log *slog.Logger) *Server {
 	}
 	s := &Server{
 		Store: st, Log: log,
-		lib:       map[ListenerKind]*libServer{},
-		listeners: map[net.Listener]ListenerKind{},
-		conns:     map[*frontConn]struct{}{},
+		lib: map[ListenerKind]*libServer{},
+	}
+	s.tcp.Log = log
+	s.ports = map[ListenerKind]*tcpserve.Port{}
+	for _, k := range []ListenerKind{MX, Submission, SubmissionTLS} {
+		pool := &s.sub
+		if k == MX {
+			pool = &s.mx
+		}
+		s.ports[k] = &tcpserve.Port{Name: k.String(), Pool: pool, Handle: s.handler(k), Refuse: s.refuse}
 	}
 	s.Configure(set)
 	return s
@@ -123,10 +142,15 @@ func New(st *store.Store, set *Settings, log *slog.Logger) *Server {
 
 func (s *Server) log() *slog.Logger { return s.Log }
 
+// Panics is the number of sessions that ended in a recovered panic.
+func (s *Server) Panics() uint64 { return s.tcp.Panics.Load() }
+
 // Configure applies new settings. Sessions in progress keep the library
 // server they started on; new connections get one built from set.
 func (s *Server) Configure(set *Settings) {
 	s.settings.Store(set)
+	s.mx.SetLimits(set.limits())
+	s.sub.SetLimits(set.limits())
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {
@@ -136,11 +160,7 @@ func (s *Server) Configure(set *Settings) {
 		old := s.lib[k]
 		ls := &libServer{srv: s.newLib(k, set), ch: newChanListener()}
 		s.lib[k] = ls
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			ls.srv.Serve(ls.ch)
-		}()
+		go ls.srv.Serve(ls.ch)
 		if old != nil {
 			old.ch.Close()
 			go old.srv.Shutdown(context.Background())
@@ -162,41 +182,17 @@ func (s *Server) newLib(kind ListenerKind, set *Settings) *smtp.Server {
 	// TLS is run by the front end, so the library never sees a
 	// *tls.Conn; AUTH is refused there on plaintext connections.
 	ls.AllowInsecureAuth = true
-	ls.ErrorLog = slogLogger{s.Log}
+	ls.ErrorLog = slogLogger{s.Log.With("port", kind.String()), &s.tcp.Panics}
 	return ls
 }
 
 // Serve accepts connections on l until Shutdown or Close.
 func (s *Server) Serve(kind ListenerKind, l net.Listener) error {
-	s.mu.Lock()
-	if s.closing {
-		s.mu.Unlock()
+	err := s.tcp.Serve(l, s.ports[kind])
+	if errors.Is(err, tcpserve.ErrServerClosed) {
 		return smtp.ErrServerClosed
 	}
-	s.listeners[l] = kind
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.listeners, l)
-		s.mu.Unlock()
-	}()
-	for {
-		raw, err := l.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				time.Sleep(50 * time.Millisecond)
-				continue
-			}
-			s.Log.Warn("accept", "err", err)
-			time.Sleep(100 * time.Millisecond)
-			continue
-		}
-		s.accept(kind, raw)
-	}
+	return err
 }
 
 // ListenAndServe listens on addr ("" does nothing) and serves in the
@@ -212,68 +208,55 @@ func (s *Server) ListenAndServe(kind ListenerKind, addr string) (net.Addr, error
 
 // StopListener closes the listener with the given address (used when a
 // port changes); established sessions go on.
-func (s *Server) StopListener(addr net.Addr) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for l := range s.listeners {
-		if l.Addr().String() == addr.String() {
-			l.Close()
-		}
-	}
-}
+func (s *Server) StopListener(addr net.Addr) { s.tcp.CloseListener(addr) }
 
 // ServeConn serves one connection accepted elsewhere (tests use net.Pipe).
-func (s *Server) ServeConn(kind ListenerKind, c net.Conn) { s.accept(kind, c) }
+func (s *Server) ServeConn(kind ListenerKind, c net.Conn) { s.tcp.ServeConn(c, s.ports[kind]) }
 
-func (s *Server) accept(kind ListenerKind, raw net.Conn) {
-	set := s.settings.Load()
-	ip := connlimit.RemoteIP(raw)
-	s.mu.Lock()
-	if s.closing {
-		s.mu.Unlock()
-		raw.Close()
-		return
-	}
-	if !s.counts.Acquire(ip, set.MaxConns, set.MaxConnsPerIP) {
-		s.mu.Unlock()
-		s.Rejected.Add(1)
-		s.Log.Info("connection refused: too many", "remote", raw.RemoteAddr().String(), "port", kind.String())
-		go func() {
-			raw.SetDeadline(time.Now().Add(5 * time.Second))
-			raw.Write([]byte("421 4.7.0 Too many connections, try again later\r\n"))
-			raw.Close()
+// refuse answers a connection over the limits (RFC 5321 3.1: 421 instead
+// of the greeting).
+func (s *Server) refuse(c net.Conn, _ error) {
+	s.Rejected.Add(1)
+	c.Write([]byte("421 4.7.0 Too many connections, try again later\r\n"))
+}
+
+// handler serves the connections of a port: it puts the front end
+// around the connection, hands it to the port's go-smtp server and waits
+// until that closes it, so that the skeleton counts the connection as
+// long as it lives.
+func (s *Server) handler(kind ListenerKind) tcpserve.Handler {
+	return func(ctx context.Context, c *tcpserve.Conn) {
+		set := s.settings.Load()
+		raw := c.Conn
+		fc := &frontConn{raw: raw, under: raw, srv: s, kind: kind, tlsCfg: set.TLSConfig, idle: set.IdleTimeout}
+		if set.Dir != nil && set.Postmaster != "" {
+			fc.postmstr = set.Postmaster
+		}
+		if kind == SubmissionTLS {
+			if set.TLSConfig == nil {
+				return
+			}
+			fc.under = tls.Server(raw, set.TLSConfig)
+			fc.tls.Store(true)
+		}
+		s.Accepted.Add(1)
+		raw.SetDeadline(time.Now().Add(set.IdleTimeout))
+		closed := make(chan struct{})
+		fc.onClose = func() { close(closed) }
+		start := time.Now()
+		defer func() {
+			c.Log.Info("connection closed", "tls", fc.isTLS(), "duration", time.Since(start).Round(time.Millisecond))
 		}()
-		return
-	}
-	s.Accepted.Add(1)
-	fc := &frontConn{raw: raw, under: raw, srv: s, kind: kind, tlsCfg: set.TLSConfig, idle: set.IdleTimeout}
-	if set.Dir != nil && set.Postmaster != "" {
-		fc.postmstr = set.Postmaster
-	}
-	if kind == SubmissionTLS {
-		if set.TLSConfig == nil {
-			s.mu.Unlock()
-			s.counts.Release(ip)
-			raw.Close()
+		stop := context.AfterFunc(ctx, fc.startShutdown)
+		defer stop()
+		s.mu.Lock()
+		lib := s.lib[kind]
+		s.mu.Unlock()
+		if !lib.ch.push(&guardConn{frontConn: fc, log: c.Log, panics: &s.tcp.Panics}) {
+			fc.Close()
 			return
 		}
-		fc.under = tls.Server(raw, set.TLSConfig)
-		fc.tls.Store(true)
-	}
-	raw.SetDeadline(time.Now().Add(set.IdleTimeout))
-	s.conns[fc] = struct{}{}
-	lib := s.lib[kind]
-	start := time.Now()
-	fc.onClose = func() {
-		s.mu.Lock()
-		delete(s.conns, fc)
-		s.mu.Unlock()
-		s.counts.Release(ip)
-		s.Log.Info("connection closed", "remote", raw.RemoteAddr().String(), "port", kind.String(), "tls", fc.isTLS(), "duration", time.Since(start).Round(time.Millisecond))
-	}
-	s.mu.Unlock()
-	if !lib.ch.push(fc) {
-		fc.Close()
+		<-closed
 	}
 }
 
@@ -283,46 +266,67 @@ func (s *Server) accept(kind ListenerKind, raw net.Conn) {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closing = true
-	for l := range s.listeners {
-		l.Close()
-	}
-	for fc := range s.conns {
-		fc.startShutdown()
-	}
-	libs := s.lib
 	s.mu.Unlock()
-	var wg sync.WaitGroup
-	for _, ls := range libs {
-		ls.ch.Close()
-		wg.Add(1)
-		go func() { defer wg.Done(); ls.srv.Shutdown(ctx) }()
-	}
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		s.Close()
-		return ctx.Err()
-	}
+	err := s.tcp.Shutdown(ctx)
+	s.closeLibs()
+	return err
 }
 
 // Close closes every listener and connection at once.
 func (s *Server) Close() error {
 	s.mu.Lock()
 	s.closing = true
-	for l := range s.listeners {
-		l.Close()
-	}
-	for fc := range s.conns {
-		fc.under.Close()
-	}
+	s.mu.Unlock()
+	s.tcp.Close()
+	s.closeLibs()
+	return nil
+}
+
+func (s *Server) closeLibs() {
+	s.mu.Lock()
 	libs := s.lib
 	s.mu.Unlock()
 	for _, ls := range libs {
 		ls.ch.Close()
 		ls.srv.Close()
+	}
+}
+
+// guardConn is the connection go-smtp reads commands from. The library
+// recovers panics in its command handlers but not in reading a command,
+// where the front end runs: a panic there is logged with its stack and
+// ends this connection only.
+type guardConn struct {
+	*frontConn
+	log    *slog.Logger
+	panics *atomic.Uint64
+}
+
+func (g *guardConn) Read(p []byte) (n int, err error) {
+	defer g.recoverPanic(&err)
+	return g.frontConn.Read(p)
+}
+
+func (g *guardConn) Write(p []byte) (n int, err error) {
+	defer g.recoverPanic(&err)
+	return g.frontConn.Write(p)
+}
+
+func (g *guardConn) recoverPanic(err *error) {
+	r := recover()
+	if r == nil {
+		return
+	}
+	g.panics.Add(1)
+	g.log.Error("panic: connection closed", "panic", r, "stack", string(debug.Stack()))
+	g.raw.Close()
+	*err = net.ErrClosed
+}
+
+// frontOf is the front end of a connection that go-smtp got from us.
+func frontOf(c net.Conn) *frontConn {
+	if g, ok := c.(*guardConn); ok {
+		return g.frontConn
 	}
 	return nil
 }
@@ -363,7 +367,20 @@ func (l *chanListener) Close() error {
 
 func (l *chanListener) Addr() net.Addr { return &net.TCPAddr{} }
 
-type slogLogger struct{ l *slog.Logger }
+// slogLogger takes go-smtp's log lines. A panic the library recovered
+// in a command handler ("panic serving <addr>: <value>\n<stack>") is an
+// error with its stack; the rest is debug.
+type slogLogger struct {
+	l      *slog.Logger
+	panics *atomic.Uint64
+}
 
-func (s slogLogger) Printf(format string, v ...any) { s.l.Debug(fmt.Sprintf(format, v...)) }
-func (s slogLogger) Println(v ...any)               { s.l.Debug(fmt.Sprint(v...)) }
+func (s slogLogger) Printf(format string, v ...any) {
+	if strings.HasPrefix(format, "panic serving ") && len(v) == 3 {
+		s.panics.Add(1)
+		s.l.Error("panic: connection closed", "remote", fmt.Sprint(v[0]), "panic", v[1], "stack", fmt.Sprintf("%s", v[2]))
+		return
+	}
+	s.l.Debug(fmt.Sprintf(format, v...))
+}
+func (s slogLogger) Println(v ...any) { s.l.Debug(fmt.Sprint(v...)) }

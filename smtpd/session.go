@@ -59,7 +59,7 @@ type backend struct {
 }
 
 func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
-	fc, _ := c.Conn().(*frontConn)
+	fc := frontOf(c.Conn())
 	if fc == nil {
 		return nil, errors.New("smtpd: connection not from our listener")
 	}

@@ -1,6 +1,10 @@
 package config
 
-import "time"
+import (
+	"time"
+
+	"concierge/internal/connlimit"
+)
 
 // POP3 holds the POP3 server's settings.
 type POP3 struct {
@@ -11,9 +15,11 @@ type POP3 struct {
 	// IdleTimeout is the autologout timer (RFC 1939 3: at least 10
 	// minutes).
 	IdleTimeout Duration `json:"idle_timeout"`
-	// MaxConnections overall and per client address.
-	MaxConnections      int `json:"max_connections"`
-	MaxConnectionsPerIP int `json:"max_connections_per_ip"`
+	// MaxConnections overall, per client address and per client
+	// network (a /24 or /64).
+	MaxConnections       int `json:"max_connections"`
+	MaxConnectionsPerIP  int `json:"max_connections_per_ip"`
+	MaxConnectionsPerNet int `json:"max_connections_per_net"`
 }
 
 // DefaultPOP3 returns the POP3 defaults.
@@ -24,6 +30,8 @@ func DefaultPOP3() POP3 {
 		IdleTimeout:         Duration(10 * time.Minute),
 		MaxConnections:      200,
 		MaxConnectionsPerIP: 20,
+		// Shared with the server's own default.
+		MaxConnectionsPerNet: connlimit.DefaultPerNet,
 	}
 }
 
@@ -47,6 +55,9 @@ func (s *POP3) validate(p string) Errors {
 	}
 	if s.MaxConnectionsPerIP < 1 {
 		errs = append(errs, fieldErr(p+".max_connections_per_ip", "must be at least 1"))
+	}
+	if s.MaxConnectionsPerNet < 1 {
+		errs = append(errs, fieldErr(p+".max_connections_per_net", "must be at least 1"))
 	}
 	return errs
 }

@@ -6,6 +6,8 @@ import (
 	"os"
 	"strconv"
 	"time"
+
+	"concierge/internal/connlimit"
 )
 
 // SMTP holds the mail server's settings.
@@ -21,9 +23,12 @@ type SMTP struct {
 	// IdleTimeout closes a connection that sends nothing for this long
 	// (RFC 5321 4.5.3.2 suggests at least 5 minutes).
 	IdleTimeout Duration `json:"idle_timeout"`
-	// MaxConnections overall and per client address.
-	MaxConnections      int `json:"max_connections"`
-	MaxConnectionsPerIP int `json:"max_connections_per_ip"`
+	// MaxConnections overall, per client address and per client
+	// network (a /24 or /64), in each pool: port 25, and submission
+	// (587 and 465).
+	MaxConnections       int `json:"max_connections"`
+	MaxConnectionsPerIP  int `json:"max_connections_per_ip"`
+	MaxConnectionsPerNet int `json:"max_connections_per_net"`
 	// TLSCert and TLSKey are PEM files; empty means a self-signed
 	// certificate for the hostname, made on first start.
 	TLSCert string `json:"tls_cert,omitempty"`
@@ -44,6 +49,8 @@ func DefaultSMTP() SMTP {
 		IdleTimeout:         Duration(5 * time.Minute),
 		MaxConnections:      200,
 		MaxConnectionsPerIP: 20,
+		// Shared with the server's own default.
+		MaxConnectionsPerNet: connlimit.DefaultPerNet,
 	}
 }
 
@@ -68,6 +75,9 @@ func (s *SMTP) validate(p string) Errors {
 	}
 	if s.MaxConnectionsPerIP < 1 {
 		errs = append(errs, fieldErr(p+".max_connections_per_ip", "must be at least 1"))
+	}
+	if s.MaxConnectionsPerNet < 1 {
+		errs = append(errs, fieldErr(p+".max_connections_per_net", "must be at least 1"))
 	}
 	if (s.TLSCert == "") != (s.TLSKey == "") {
 		errs = append(errs, fieldErr(p+".tls_cert", "tls_cert and tls_key must be set together"))

@@ -281,6 +281,7 @@ func startConcierge(work string) (*server, error) {
 		{"config", "set", "pop3.trusted_networks", "127.0.0.0/8"},
 		{"config", "set", "pop3.max_connections", "1000"},
 		{"config", "set", "pop3.max_connections_per_ip", "1000"},
+		{"config", "set", "pop3.max_connections_per_net", "1000"},
 		{"domain", "add", "example.test"},
 	}
 	for _, s := range steps {
@@ -680,7 +681,7 @@ sys.stdin.read()
 // sessions open from a Python client and reports the growth of the Go
 // heap and stacks per session after a garbage collection.
 func inProcessMemory(mailRoot string, nmsgs int) error {
-	srv := pop3d.NewServer(trustAll{}, maildirs{mailRoot}, &pop3d.Settings{MaxConns: 10000, MaxConnsPerIP: 10000,
+	srv := pop3d.NewServer(trustAll{}, maildirs{mailRoot}, &pop3d.Settings{MaxConns: 10000, MaxConnsPerIP: 10000, MaxConnsPerNet: 10000,
 		TrustedNetworks: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}, nil)
 	defer srv.Close()
 	l, err := net.Listen("tcp", host+":0")
