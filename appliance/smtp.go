@@ -42,6 +42,7 @@ func (s *smtpService) settings(cfg *config.Config) (*smtpd.Settings, error) {
 		MaxConnsPerIP:   cfg.SMTP.MaxConnectionsPerIP,
 		DropDir:         cfg.SMTP.DropDir,
 	}
+	set.AllowOutsideLocalSenders = !cfg.SMTP.LocalSenderCheck
 	if p := cfg.PrimaryDomain(); p != "" {
 		set.Postmaster = "postmaster@" + p
 	}
