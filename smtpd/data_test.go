@@ -307,3 +307,22 @@ func TestDataEndNeedsNoMoreInput(t *testing.T) {
 		t.Fatal("the server hangs after a message ending in CR CR LF")
 	}
 }
+
+// BenchmarkDotCanon measures the canonical transform on a typical 5 KB
+// message with CRLF lines, some of them dot-stuffed.
+func BenchmarkDotCanon(b *testing.B) {
+	var msg []byte
+	for i := 0; len(msg) < 5000; i++ {
+		if i%10 == 0 {
+			msg = append(msg, "..a dot-stuffed line\r\n"...)
+		}
+		msg = append(msg, "a line of ordinary text that is about seventy characters long, more or less\r\n"...)
+	}
+	msg = append(msg, ".\r\n"...)
+	b.SetBytes(int64(len(msg)))
+	var out []byte
+	for b.Loop() {
+		var d dotCanon
+		out, _, _ = d.feed(out[:0], msg)
+	}
+}
