@@ -43,6 +43,7 @@ func (s *smtpService) settings(cfg *config.Config) (*smtpd.Settings, error) {
 		MaxConnsPerNet:  cfg.SMTP.MaxConnectionsPerNet,
 		DropDir:         cfg.SMTP.DropDir,
 	}
+	set.AllowOutsideLocalSenders = !cfg.SMTP.LocalSenderCheck
 	if p := cfg.PrimaryDomain(); p != "" {
 		set.Postmaster = "postmaster@" + p
 	}

@@ -17,37 +17,52 @@ import (
 //
 //   - it refreshes the idle deadline on every read, so a slow upload is
 //     not cut off while a silent client is (the library's ReadTimeout
-//     would cover a whole DATA transfer);
+//     would cover a whole DATA transfer); until the client starts a
+//     transaction or logs in, the shorter start timeout applies;
 //   - it limits command lines to MaxCommandLine octets;
+//   - it alone decides where the data of a message ends, and hands the
+//     library a canonical form of it (see data.go);
 //   - it runs STARTTLS itself (RFC 3207), dropping plaintext pipelined
-//     after the command, and advertises STARTTLS and AUTH accordingly;
-//   - it answers AUTH on a plaintext connection with 538 (RFC 4954 4);
+//     after the command and accepting only EHLO, HELO, NOOP, RSET and
+//     QUIT until the client greets again (RFC 3207 4.2), and advertises
+//     STARTTLS and AUTH accordingly;
+//   - it answers AUTH on a plaintext connection with 538 (RFC 4954 4),
+//     and on port 25 with 503 (AUTH is for submission, RFC 6409);
 //   - it turns "RCPT TO:<postmaster>" without a domain, which the
 //     library's parser refuses, into postmaster@ the primary domain (RFC
 //     5321 4.5.1);
 //   - it refuses BDAT (CHUNKING is not offered);
+//   - it words the positive replies as established MTAs do, chosen by the
+//     command answered and the reply code (see editReply);
 //   - on shutdown it answers the next command with 421 (RFC 5321 3.8).
 //
 // Command lines are handed to the library one per Read, so a reply this
 // type writes itself never overtakes the library's replies to earlier
 // pipelined commands. After a 354 reply the message passes through in
-// large reads until CRLF.CRLF.
+// large reads until its end.
 type frontConn struct {
-	raw      net.Conn // the TCP connection
-	under    net.Conn // raw, or a *tls.Conn over it
-	srv      *Server
-	kind     ListenerKind
-	tlsCfg   *tls.Config
-	idle     time.Duration
-	onClose  func()
-	postmstr string // address substituted for a bare <postmaster>
+	raw       net.Conn // the TCP connection
+	under     net.Conn // raw, or a *tls.Conn over it
+	srv       *Server
+	kind      ListenerKind
+	tlsCfg    *tls.Config
+	idle      time.Duration // silence allowed once a transaction started
+	startIdle time.Duration // silence allowed before (0: DefaultStartTimeout)
+	onClose   func()
+	postmstr  string // address substituted for a bare <postmaster>
 
-	in      []byte // bytes read from under, not yet handed on
-	inData  bool   // between a 354 reply and the end of data
-	dataPos int    // progress matching "\r\n.\r\n" (see scanData)
-	eof     error  // sticky read error
-	pending []byte // line prepared for the library
-	verb    string // verb of the last line handed on (its reply comes next)
+	in      []byte   // bytes read from under, not yet handed on
+	inData  bool     // between a 354 reply and the end of data
+	dot     dotCanon // the data's canonical form, while inData
+	outBuf  []byte   // reused buffer for canonical data
+	eof     error    // sticky read error
+	pending []byte   // line or data prepared for the library
+	verb    string   // verb of the last line handed on (its reply comes next)
+	arg     string   // and its argument
+	sasl    bool     // the next line answers an AUTH challenge (334)
+	hello   bool     // STARTTLS done: only EHLO/HELO, NOOP, RSET, QUIT until a new greeting
+	started bool     // a MAIL or AUTH succeeded: the idle timeout, not the start timeout, applies
+	queued  string   // queue ID of the message just accepted (set by the session)
 
 	wmu      sync.Mutex
 	wbuf     []byte // reply text being collected
@@ -57,6 +72,14 @@ type frontConn struct {
 	closed   atomic.Bool
 	tlsState tls.ConnectionState
 }
+
+// DefaultStartTimeout is how long a client may stay silent before it
+// starts a transaction (MAIL) or logs in, when Settings.StartTimeout is 0:
+// a connection that does nothing useful gives its slot back soon.
+const DefaultStartTimeout = 30 * time.Second
+
+// tlsHandshakeTimeout bounds the TLS handshake after STARTTLS.
+const tlsHandshakeTimeout = 30 * time.Second
 
 // MaxCommandLine is the longest command line accepted, CRLF included
 // (RFC 5321 4.5.3.1.4 allows 512; extensions add parameters, RFC 1869).
@@ -73,23 +96,39 @@ func (c *frontConn) Read(p []byte) (int, error) {
 		return n, nil
 	}
 	if c.saw354.Swap(false) {
-		c.inData, c.dataPos = true, 2 // data starts at the beginning of a line
+		c.inData, c.dot = true, dotCanon{}
 	}
 	if c.inData {
-		return c.readData(p)
+		if err := c.readData(); err != nil {
+			return 0, err
+		}
+		return c.Read(p)
 	}
 	line, err := c.readLine()
 	if err != nil {
 		return 0, err
 	}
-	line = c.filter(line)
-	if line == nil {
+	if c.sasl {
+		// A response to an AUTH challenge is not a command.
+		c.sasl = false
+	} else if line = c.filter(line); line == nil {
 		return c.Read(p)
 	}
 	c.pending = line
-	n := copy(p, c.pending)
-	c.pending = c.pending[n:]
-	return n, nil
+	return c.Read(p)
+}
+
+// idleTimeout is how long the client may stay silent now: the start
+// timeout until it starts a transaction or logs in, then the idle timeout.
+func (c *frontConn) idleTimeout() time.Duration {
+	start := c.startIdle
+	if start <= 0 {
+		start = DefaultStartTimeout
+	}
+	if c.started || start > c.idle {
+		return c.idle
+	}
+	return start
 }
 
 // fill reads more from the network, refreshing the idle deadline.
@@ -101,10 +140,11 @@ func (c *frontConn) fill() error {
 		return errShutdown
 	}
 	var buf [16 << 10]byte
+	idle := c.idleTimeout()
 	for {
 		start := time.Now()
-		if c.idle > 0 {
-			c.raw.SetReadDeadline(start.Add(c.idle))
+		if idle > 0 {
+			c.raw.SetReadDeadline(start.Add(idle))
 		}
 		// startShutdown may have run between the check above and the
 		// new deadline, which would then hide its wake-up.
@@ -123,7 +163,7 @@ func (c *frontConn) fill() error {
 			// Woken by shutdown while a message is arriving: the
 			// transaction may finish, so read on unless really idle.
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() && time.Since(start) < c.idle {
+			if errors.As(err, &ne) && ne.Timeout() && time.Since(start) < idle {
 				continue
 			}
 		}
@@ -167,55 +207,39 @@ func (c *frontConn) fail(reply string) error {
 	return io.EOF
 }
 
-// readData passes message data through until the line holding the single
-// dot, after which command filtering starts again.
-func (c *frontConn) readData(p []byte) (int, error) {
-	if len(c.in) == 0 {
-		if err := c.fill(); err != nil {
-			return 0, err
+// readData prepares the next piece of message data for the library, in
+// canonical form; at the end of data, command filtering starts again.
+func (c *frontConn) readData() error {
+	for len(c.pending) == 0 && c.inData {
+		if len(c.in) == 0 {
+			if err := c.fill(); err != nil {
+				return err
+			}
 		}
+		out, used, end := c.dot.feed(c.outBuf[:0], c.in)
+		c.outBuf, c.pending = out, out
+		c.in = c.in[used:]
+		c.inData = !end
 	}
-	n := len(c.in)
-	if n > len(p) {
-		n = len(p)
-	}
-	if end := c.scanData(c.in[:n]); end >= 0 {
-		n = end
-		c.inData = false
-	}
-	copy(p, c.in[:n])
-	c.in = c.in[n:]
-	return n, nil
-}
-
-// scanData looks for "\r\n.\r\n" (the end of data, RFC 5321 4.1.1.4),
-// where the data is taken to begin after a CRLF. It returns the length up
-// to and including the terminator, or -1. c.dataPos carries the match
-// across reads: it counts matched bytes of "\r\n.\r\n".
-func (c *frontConn) scanData(b []byte) int {
-	const term = "\r\n.\r\n"
-	for i, ch := range b {
-		switch {
-		case ch == term[c.dataPos]:
-			c.dataPos++
-		case ch == '\r':
-			c.dataPos = 1
-		default:
-			c.dataPos = 0
-		}
-		if c.dataPos == len(term) {
-			c.dataPos = 0
-			return i + 1
-		}
-	}
-	return -1
+	return nil
 }
 
 // filter looks at one command line before the library does. It returns
 // the line to hand on, or nil when it answered the line itself.
 func (c *frontConn) filter(line []byte) []byte {
 	verb, arg := splitVerb(line)
-	c.verb = verb
+	c.verb, c.arg = verb, arg
+	if c.hello {
+		// RFC 3207 4.2: after the handshake the client knows nothing
+		// learnt before it; it must greet again. The library forgets the
+		// transaction at that greeting (or at RSET).
+		switch verb {
+		case "EHLO", "HELO", "NOOP", "RSET", "QUIT":
+		default:
+			c.writeRaw("503 5.5.1 Send EHLO first: the session starts over after STARTTLS\r\n")
+			return nil
+		}
+	}
 	switch verb {
 	case "STARTTLS":
 		if c.tlsCfg == nil || c.isTLS() {
@@ -230,7 +254,7 @@ func (c *frontConn) filter(line []byte) []byte {
 		// after STARTTLS was sent in clear text and is discarded.
 		c.in = nil
 		tc := tls.Server(c.raw, c.tlsCfg)
-		c.raw.SetDeadline(time.Now().Add(30 * time.Second))
+		c.raw.SetDeadline(time.Now().Add(tlsHandshakeTimeout))
 		if err := tc.Handshake(); err != nil {
 			c.eof = io.EOF
 			c.srv.log().Info("starttls failed", "remote", c.raw.RemoteAddr().String(), "err", err)
@@ -240,9 +264,15 @@ func (c *frontConn) filter(line []byte) []byte {
 		c.under = tc
 		c.tlsState = tc.ConnectionState()
 		c.tls.Store(true)
-		// The client starts over with EHLO; the library resets then.
+		c.hello = true
 		return nil
 	case "AUTH":
+		if c.kind == MX {
+			// RFC 6409: users submit on 587 and 465; port 25 takes mail
+			// for the office's domains (and from relay networks).
+			c.writeRaw("503 5.5.1 Authentication is not available on port 25: use the submission port (587 or 465)\r\n")
+			return nil
+		}
 		if !c.isTLS() {
 			c.writeRaw("538 5.7.11 Encryption required: use STARTTLS before AUTH\r\n")
 			return nil
@@ -281,9 +311,8 @@ func isBarePostmaster(arg string) bool {
 	return len(a) >= len("<postmaster>") && strings.EqualFold(a[:len("<postmaster>")], "<postmaster>")
 }
 
-// Write collects the library's replies: it notes a 354 (data follows) and
-// edits the EHLO reply to offer STARTTLS and AUTH as this connection
-// allows and not to offer CHUNKING.
+// Write collects the library's replies and passes each complete one
+// through editReply.
 func (c *frontConn) Write(p []byte) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
@@ -322,31 +351,80 @@ func (c *frontConn) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// editReply looks at one complete reply of the library before the client
+// sees it. What it does depends only on the command answered (c.verb) and
+// the reply code, never on the library's wording:
+//
+//   - it notes what the reply changes in the front end's state (data
+//     follows a 354 to DATA; a line after a 334 answers an AUTH
+//     challenge; a transaction has started; the client greeted again);
+//   - it words positive replies as established MTAs do (RFC 5321 4.2,
+//     RFC 3463 codes);
+//   - it names the server first in the replies to HELO and EHLO (RFC 5321
+//     4.1.1.1) and edits the EHLO keywords to offer STARTTLS and AUTH as
+//     this connection allows and not to offer CHUNKING.
 func (c *frontConn) editReply(reply []byte) []byte {
-	if bytes.HasPrefix(reply, []byte("354")) {
+	code := replyCode(reply)
+	switch {
+	case c.verb == "AUTH" && code == 334:
+		c.sasl = true
+	case c.verb == "AUTH" && code == 235:
+		c.started = true
+	case c.verb == "MAIL" && code == 250:
+		c.started = true
+		return []byte("250 2.1.0 Ok\r\n")
+	case c.verb == "RCPT" && code == 250:
+		return []byte("250 2.1.5 Ok\r\n")
+	case c.verb == "DATA" && code == 354:
 		c.saw354.Store(true)
-		return reply
+		return []byte("354 End data with <CR><LF>.<CR><LF>\r\n")
+	case c.verb == "DATA" && code == 250:
+		id := c.queued
+		c.queued = ""
+		if id == "" {
+			return []byte("250 2.0.0 Ok: queued\r\n")
+		}
+		return []byte("250 2.0.0 Ok: queued as " + id + "\r\n")
+	case (c.verb == "NOOP" || c.verb == "RSET") && code == 250:
+		return []byte("250 2.0.0 Ok\r\n")
+	case (c.verb == "HELO" || c.verb == "EHLO") && code == 250:
+		c.hello = false
+		return c.editGreeting(reply)
 	}
+	return reply
+}
+
+// replyCode returns the code of a reply, or 0.
+func replyCode(reply []byte) int {
+	if len(reply) < 3 {
+		return 0
+	}
+	n := 0
+	for _, d := range reply[:3] {
+		if d < '0' || d > '9' {
+			return 0
+		}
+		n = n*10 + int(d-'0')
+	}
+	return n
+}
+
+// editGreeting rewrites the 250 reply to HELO or EHLO.
+func (c *frontConn) editGreeting(reply []byte) []byte {
 	host := c.srv.settings.Load().Hostname
-	if c.verb == "HELO" && bytes.HasPrefix(reply, []byte("250 ")) {
-		// RFC 5321 4.1.1.1: the reply names the server first.
-		_, greet, _ := strings.Cut(strings.TrimSpace(string(reply[4:])), "Hello ")
+	lines := strings.Split(strings.TrimSuffix(string(reply), "\r\n"), "\r\n")
+	greet, _, _ := strings.Cut(c.arg, " ") // as the library reads it
+	if len(lines) == 1 {
 		return []byte("250 " + host + " Hello " + greet + "\r\n")
 	}
-	if !bytes.HasPrefix(reply, []byte("250-")) || !bytes.Contains(reply, []byte("\r\n250-PIPELINING\r\n")) {
-		return reply
-	}
-	lines := strings.Split(strings.TrimSuffix(string(reply), "\r\n"), "\r\n")
-	var keep []string
-	for i, l := range lines {
+	keep := []string{host + " Hello " + greet}
+	for _, l := range lines[1:] {
 		text := l[4:]
 		up := strings.ToUpper(text)
 		switch {
-		case i == 0:
-			text = host + " " + text // RFC 5321 4.1.1.1: "250-Domain greeting"
 		case up == "CHUNKING":
 			continue
-		case strings.HasPrefix(up, "AUTH") && !c.isTLS():
+		case strings.HasPrefix(up, "AUTH") && (!c.isTLS() || c.kind == MX):
 			continue
 		case up == "PIPELINING" && c.tlsCfg != nil && !c.isTLS():
 			keep = append(keep, text, "STARTTLS")
@@ -369,7 +447,7 @@ func (c *frontConn) editReply(reply []byte) []byte {
 func (c *frontConn) writeRaw(s string) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	c.raw.SetWriteDeadline(time.Now().Add(30 * time.Second))
+	c.raw.SetWriteDeadline(time.Now().Add(WriteTimeout))
 	c.under.Write([]byte(s))
 }
 

@@ -80,6 +80,14 @@ type Settings struct {
 	DropDir                                 string
 	// Postmaster is the address a bare "RCPT TO:<postmaster>" means.
 	Postmaster string
+	// StartTimeout is the silence allowed before the client starts a
+	// transaction or logs in (0: DefaultStartTimeout; never more than
+	// IdleTimeout).
+	StartTimeout time.Duration
+	// AllowOutsideLocalSenders turns off the check that refuses mail on
+	// port 25 from a client outside the relay networks whose envelope
+	// sender is one of the office's own addresses.
+	AllowOutsideLocalSenders bool
 }
 
 func (set *Settings) limits() connlimit.Limits {
@@ -228,7 +236,7 @@ func (s *Server) handler(kind ListenerKind) tcpserve.Handler {
 	return func(ctx context.Context, c *tcpserve.Conn) {
 		set := s.settings.Load()
 		raw := c.Conn
-		fc := &frontConn{raw: raw, under: raw, srv: s, kind: kind, tlsCfg: set.TLSConfig, idle: set.IdleTimeout}
+		fc := &frontConn{raw: raw, under: raw, srv: s, kind: kind, tlsCfg: set.TLSConfig, idle: set.IdleTimeout, startIdle: set.StartTimeout}
 		if set.Dir != nil && set.Postmaster != "" {
 			fc.postmstr = set.Postmaster
 		}

@@ -38,6 +38,10 @@ var (
 	errBadRecipient = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "Bad recipient address syntax"}
 	// RFC 6409 8.1: sender must be the user's own.
 	errNotYourAddress = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Sender address is not one of your addresses"}
+	// RFC 3463 5.7.1: a stranger using one of our addresses as sender.
+	errForgedLocalSender = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Sender address is one of this office's own: log in on the submission port (587 or 465) to send as it"}
+	// RFC 5321 6.3, RFC 3463 5.4.6: a mail loop.
+	errTooManyHops = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 4, 6}, Message: fmt.Sprintf("Too many hops: more than %d Received: headers, a mail loop?", MaxHops)}
 	// RFC 1870 6.1: too big.
 	errTooBig = &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: "Message size exceeds the limit"}
 	// RFC 5321 4.5.3.1.10: storage trouble is temporary.
@@ -47,6 +51,11 @@ var (
 	errIdleTimeout   = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Idle timeout, closing connection"}
 	errShutdownReply = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "Service shutting down, try again later"}
 )
+
+// MaxHops is the most Received: header fields an incoming message may
+// carry (RFC 5321 6.3: counting them detects loops; Postfix's
+// hop_count_limit is 50 too).
+const MaxHops = 50
 
 func errNoSuchUser(a string) *smtp.SMTPError {
 	// RFC 3463 5.1.1: bad destination mailbox address.
@@ -155,8 +164,23 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 	if ss.user != "" && !ss.set.Dir.CanSendAs(ss.user, a) {
 		return errNotYourAddress
 	}
+	if ss.kind == MX && ss.user == "" && !ss.set.AllowOutsideLocalSenders && !ss.relayNet(ss.set) && ss.isOurs(a) {
+		ss.s.Log.Info("sender refused: local address from outside", "remote", ss.ip.String(), "from", a.String())
+		return errForgedLocalSender
+	}
 	ss.from = a.String()
 	return nil
+}
+
+// isOurs reports whether a is an existing address at one of the office's
+// domains.
+func (ss *session) isOurs(a mailaddr.Address) bool {
+	dir := ss.set.Dir
+	if dir == nil || !dir.IsLocalDomain(a.Domain) {
+		return false
+	}
+	_, _, ok := dir.Lookup(a)
+	return ok
 }
 
 func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
@@ -222,13 +246,18 @@ func (ss *session) Data(r io.Reader) error {
 	fmt.Fprintf(m, "Return-Path: <%s>\r\n", ss.from)
 	bodyOffset := m.Size()
 	m.Write([]byte(ss.received(id, set)))
-	n, err := io.Copy(&crlfWriter{w: m}, r)
+	// The front end hands over the data with CRLF line endings only.
+	n, err := io.Copy(&hopCounter{w: m}, r)
 	if err != nil {
 		m.Abort()
 		io.Copy(io.Discard, r)
 		if errors.Is(err, smtp.ErrDataTooLarge) {
 			ss.logMessage(id, n, "refused: too large")
 			return errTooBig
+		}
+		if errors.Is(err, errTooManyHops) {
+			ss.logMessage(id, n, "refused: too many hops")
+			return errTooManyHops
 		}
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
@@ -264,6 +293,7 @@ func (ss *session) Data(r io.Reader) error {
 	}
 	ss.s.Messages.Add(1)
 	ss.logMessage(id, n, fmt.Sprintf("accepted: %d mailbox(es), %d queued", len(d.Maildirs), len(remote)))
+	ss.fc.queued = id
 	return nil
 }
 
@@ -303,36 +333,54 @@ func sanitize(s string) string {
 	}, s)
 }
 
-// crlfWriter turns bare LF and bare CR into CRLF, so that what is stored
-// (and later relayed) has one line ending only: a bare "\n.\n" inside the
-// data can then never end a message at a later hop (SMTP smuggling).
-type crlfWriter struct {
-	w      io.Writer
-	prevCR bool
-	buf    []byte
+// hopCounter passes message data on while counting the Received: fields
+// of its header section (RFC 5321 6.3); past MaxHops it fails with
+// errTooManyHops. Lines end in CRLF (the front end's canonical form).
+type hopCounter struct {
+	w    io.Writer
+	hops int
+	col  int  // bytes of the current line seen
+	rcvd bool // the current line starts like "Received:" so far
+	body bool // past the header section
 }
 
-func (c *crlfWriter) Write(p []byte) (int, error) {
-	c.buf = c.buf[:0]
+func (h *hopCounter) Write(p []byte) (int, error) {
+	if !h.body {
+		if err := h.scan(p); err != nil {
+			return 0, err
+		}
+	}
+	return h.w.Write(p)
+}
+
+func (h *hopCounter) scan(p []byte) error {
+	const field = "received:"
 	for _, b := range p {
 		switch {
 		case b == '\n':
-			if !c.prevCR {
-				c.buf = append(c.buf, '\r')
-			}
-			c.buf = append(c.buf, '\n')
-			c.prevCR = false
+			h.col, h.rcvd = 0, false
 			continue
-		case c.prevCR:
-			c.buf = append(c.buf, '\n') // bare CR
+		case b == '\r' && h.col == 0:
+			// An empty line ends the header section (RFC 5322 2.1).
+			h.body = true
+			return nil
+		case h.col == 0:
+			h.rcvd = true
 		}
-		c.buf = append(c.buf, b)
-		c.prevCR = b == '\r'
+		if h.rcvd && h.col < len(field) {
+			if 'A' <= b && b <= 'Z' {
+				b += 'a' - 'A'
+			}
+			h.rcvd = b == field[h.col]
+			if h.rcvd && h.col == len(field)-1 {
+				if h.hops++; h.hops > MaxHops {
+					return errTooManyHops
+				}
+			}
+		}
+		h.col++
 	}
-	if _, err := c.w.Write(c.buf); err != nil {
-		return 0, err
-	}
-	return len(p), nil
+	return nil
 }
 
 // loginServer is the server side of the obsolete but widely used LOGIN

@@ -36,6 +36,11 @@ type SMTP struct {
 	// DropDir, when set, receives a copy of each accepted message as
 	// <unique>.eml.
 	DropDir string `json:"drop_dir,omitempty"`
+	// LocalSenderCheck refuses mail on port 25 whose envelope sender is
+	// one of the office's own addresses when the client is neither
+	// logged in nor in a relay network (such mail is forged: the office's
+	// own mail programs submit on 587/465 or relay from the LAN).
+	LocalSenderCheck bool `json:"local_sender_check"`
 }
 
 // DefaultSMTP returns the SMTP defaults.
@@ -51,6 +56,7 @@ func DefaultSMTP() SMTP {
 		MaxConnectionsPerIP: 20,
 		// Shared with the server's own default.
 		MaxConnectionsPerNet: connlimit.DefaultPerNet,
+		LocalSenderCheck:     true,
 	}
 }
 

@@ -203,8 +203,11 @@ func (m *Message) copyTo(dir string) (string, error) {
 		return "", fmt.Errorf("store: %w", err)
 	}
 	defer src.Close()
+	// The copy is readable by the box's own user only, and made as a new
+	// file: O_EXCL neither follows a planted link nor writes into a file
+	// that someone else opened first.
 	tmp := filepath.Join(dir, "."+m.name+".tmp")
-	dst, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	dst, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
 		return "", fmt.Errorf("store: drop dir: %w", err)
 	}

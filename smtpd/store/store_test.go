@@ -104,3 +104,44 @@ func BenchmarkConcurrentCommit(b *testing.B) {
 	})
 	b.ReportMetric(float64(s.Messages.Load())/float64(max(1, s.Rounds.Load())), "msgs/round")
 }
+
+// Drop-directory copies are private to the box (0600) and made with
+// O_EXCL: a link planted under the temporary name is not followed.
+func TestDropDirCopyIsPrivate(t *testing.T) {
+	s, _ := open(t)
+	drop := t.TempDir()
+	m, err := s.Create()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprint(m, "Subject: x\r\n\r\nsecret\r\n")
+	if err := m.Commit(context.Background(), Delivery{DropDir: drop}); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(filepath.Join(drop, m.Name()+".eml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mode := fi.Mode().Perm(); mode != 0o600 {
+		t.Errorf("drop-directory copy has mode %v, want 0600", mode)
+	}
+
+	victim := filepath.Join(t.TempDir(), "victim")
+	if err := os.WriteFile(victim, []byte("keep me"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m, err = s.Create()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprint(m, "Subject: y\r\n\r\noverwrite\r\n")
+	if err := os.Symlink(victim, filepath.Join(drop, "."+m.Name()+".tmp")); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Commit(context.Background(), Delivery{DropDir: drop}); err == nil {
+		t.Error("copy written through a planted link")
+	}
+	if b, _ := os.ReadFile(victim); string(b) != "keep me" {
+		t.Errorf("the link's target was overwritten: %q", b)
+	}
+}
