@@ -20,7 +20,7 @@ type Delivery struct {
 	// PLAIN or LOGIN, only over TLS). The password is stored as given in
 	// the settings file, which only root can read.
 	SmarthostUser     string `json:"smarthost_user"`
-	SmarthostPassword string `json:"smarthost_password"`
+	SmarthostPassword string `json:"smarthost_password" secret:"true"`
 	// SmarthostTLS is "starttls" (port 587 or 25) or "tls" (implicit TLS,
 	// port 465). TLS to the smarthost is required and its certificate is
 	// verified.

@@ -34,11 +34,7 @@ func (s *POP3) validate(p string) Errors {
 			errs = append(errs, fieldErr(p+"."+l.f, "%v", err))
 		}
 	}
-	for i, n := range s.TrustedNetworks {
-		if _, err := parseCIDR(n); err != nil {
-			errs = append(errs, fieldErr(p+".trusted_networks["+itoa(i)+"]", "%v", err))
-		}
-	}
+	errs = append(errs, checkTrustedNetworks(p+".trusted_networks", s.TrustedNetworks)...)
 	if s.IdleTimeout.D() < 10*time.Minute || s.IdleTimeout.D() > 24*time.Hour {
 		errs = append(errs, fieldErr(p+".idle_timeout", "must be between 10m (RFC 1939) and 24h, not %s", s.IdleTimeout))
 	}

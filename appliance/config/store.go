@@ -126,9 +126,10 @@ func (c *Config) asMap() map[string]any {
 	return m
 }
 
-// Get returns the value of a key as "config set" would take it.
+// Get returns the value of a key as "config set" would take it; a secret
+// that is set reads as Hidden.
 func (c *Config) Get(key string) (string, error) {
-	parent, last, err := c.lookup(c.asMap(), key)
+	parent, last, err := c.lookup(c.Redacted().asMap(), key)
 	if err != nil {
 		return "", err
 	}
