@@ -58,6 +58,7 @@ type Directory interface {
 }
 
 // Settings are the parts of the server that may change while it runs.
+// Zero limits take the defaults in defaults.go.
 type Settings struct {
 	Hostname        string // FQDN for the banner and Received: headers
 	Dir             Directory
@@ -127,6 +128,7 @@ func (s *Server) log() *slog.Logger { return s.Log }
 // Configure applies new settings. Sessions in progress keep the library
 // server they started on; new connections get one built from set.
 func (s *Server) Configure(set *Settings) {
+	set = set.withDefaults()
 	s.settings.Store(set)
 	s.mu.Lock()
 	defer s.mu.Unlock()

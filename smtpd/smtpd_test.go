@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -53,26 +54,24 @@ func newTestServer(t testing.TB) (*Server, string) {
 	return s, dir
 }
 
+// dialogAddrs holds the address of each server's dialog listener.
+var dialogAddrs sync.Map // *Server → string
+
 // dialog runs a scripted session over loopback TCP, closes the sending
 // side, and returns all replies.
 func dialog(t testing.TB, s *Server, input string) string {
 	t.Helper()
-	s.mu.Lock()
-	var addr string
-	for l := range s.listeners {
-		addr = l.Addr().String()
-	}
-	s.mu.Unlock()
-	if addr == "" {
+	addr, ok := dialogAddrs.Load(s)
+	if !ok {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
 		go s.Serve(MX, l)
 		addr = l.Addr().String()
-		time.Sleep(10 * time.Millisecond)
+		dialogAddrs.Store(s, addr)
 	}
-	c, err := net.Dial("tcp", addr)
+	c, err := net.Dial("tcp", addr.(string))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,5 +265,30 @@ func TestGreetingsNameTheServer(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("missing %q in %q", want, out)
 		}
+	}
+}
+
+// Settings left at zero take the defaults (the ones the appliance's
+// settings start from): the server takes mail, not 421 or a zero timeout.
+func TestZeroSettingsTakeDefaults(t *testing.T) {
+	dir := t.TempDir()
+	q, err := queue.Open(filepath.Join(dir, "queue"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(dir, "mx.example.test", q, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New(st, &Settings{Hostname: "mx.example.test", Dir: staticDir{dir}}, nil)
+	t.Cleanup(func() { s.Close(); st.Close() })
+	set := s.settings.Load()
+	if set.MaxMessageBytes != DefaultMaxMessageBytes || set.MaxRecipients != DefaultMaxRecipients ||
+		set.IdleTimeout != DefaultIdleTimeout || set.MaxConns != DefaultMaxConns || set.MaxConnsPerIP != DefaultMaxConnsPerIP {
+		t.Fatalf("zero settings became %+v", set)
+	}
+	out := dialog(t, s, "EHLO c.test\r\nMAIL FROM:<a@remote.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\nSubject: t\r\n\r\nbody\r\n.\r\nQUIT\r\n")
+	if !strings.Contains(out, "250 2.0.0 OK: queued") || !strings.Contains(out, "221 ") {
+		t.Fatalf("a server with default settings did not take mail:\n%s", out)
 	}
 }

@@ -1,6 +1,10 @@
 package config
 
-import "time"
+import (
+	"time"
+
+	"concierge/pop3d"
+)
 
 // POP3 holds the POP3 server's settings.
 type POP3 struct {
@@ -16,14 +20,15 @@ type POP3 struct {
 	MaxConnectionsPerIP int `json:"max_connections_per_ip"`
 }
 
-// DefaultPOP3 returns the POP3 defaults.
+// DefaultPOP3 returns the POP3 defaults: the server's own, on the
+// standard ports.
 func DefaultPOP3() POP3 {
 	return POP3{
 		Listen:              ":110",
 		ListenTLS:           ":995",
-		IdleTimeout:         Duration(10 * time.Minute),
-		MaxConnections:      200,
-		MaxConnectionsPerIP: 20,
+		IdleTimeout:         Duration(pop3d.DefaultIdleTimeout),
+		MaxConnections:      pop3d.DefaultMaxConns,
+		MaxConnectionsPerIP: pop3d.DefaultMaxConnsPerIP,
 	}
 }
 

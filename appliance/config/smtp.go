@@ -6,6 +6,8 @@ import (
 	"os"
 	"strconv"
 	"time"
+
+	"concierge/smtpd"
 )
 
 // SMTP holds the mail server's settings.
@@ -33,17 +35,18 @@ type SMTP struct {
 	DropDir string `json:"drop_dir,omitempty"`
 }
 
-// DefaultSMTP returns the SMTP defaults.
+// DefaultSMTP returns the SMTP defaults: the server's own, on the
+// standard ports.
 func DefaultSMTP() SMTP {
 	return SMTP{
 		MX:                  ":25",
 		Submission:          ":587",
 		SubmissionTLS:       ":465",
-		MaxMessageSize:      25 << 20,
-		MaxRecipients:       100,
-		IdleTimeout:         Duration(5 * time.Minute),
-		MaxConnections:      200,
-		MaxConnectionsPerIP: 20,
+		MaxMessageSize:      smtpd.DefaultMaxMessageBytes,
+		MaxRecipients:       smtpd.DefaultMaxRecipients,
+		IdleTimeout:         Duration(smtpd.DefaultIdleTimeout),
+		MaxConnections:      smtpd.DefaultMaxConns,
+		MaxConnectionsPerIP: smtpd.DefaultMaxConnsPerIP,
 	}
 }
 
