@@ -1,9 +1,12 @@
 package config
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -33,18 +36,32 @@ func (s *Store) Path() string { return filepath.Join(s.Dir, FileName) }
 // Load reads and validates the configuration. A missing file yields the
 // defaults. On validation errors it returns the config and an Errors value.
 func (s *Store) Load() (*Config, error) {
+	c, _, err := s.LoadDigest()
+	return c, err
+}
+
+// LoadDigest is Load that also returns the SHA-256 of the file it read, in
+// hex (of no bytes when the file is missing): the server logs it when it
+// applies or refuses settings, so a test or a tool knows which edit is in
+// force.
+func (s *Store) LoadDigest() (*Config, string, error) {
 	b, err := os.ReadFile(s.Path())
-	if errors.Is(err, os.ErrNotExist) {
-		return Default(), nil
+	if errors.Is(err, fs.ErrNotExist) {
+		b, err = nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+		return nil, "", fmt.Errorf("config: %w", err)
+	}
+	sum := sha256.Sum256(b)
+	digest := hex.EncodeToString(sum[:])
+	if b == nil {
+		return Default(), digest, nil
 	}
 	c, err := Parse(b)
 	if err != nil {
-		return c, fmt.Errorf("%s:\n%w", s.Path(), err)
+		return c, digest, fmt.Errorf("%s:\n%w", s.Path(), err)
 	}
-	return c, nil
+	return c, digest, nil
 }
 
 // Update loads the configuration, applies fn, validates the result and
