@@ -199,7 +199,10 @@ func (c *Config) lookup(m map[string]any, key string) (map[string]any, string, e
 }
 
 // Set changes one key, given as text: numbers, true/false, durations like
-// 5m, lists separated by commas (an empty value clears a list).
+// 5m, lists separated by commas (an empty value clears a list). A value
+// that makes the configuration invalid where it was valid (this key, or
+// one that depends on it) is refused with those errors, and the
+// configuration is left as it was.
 func (c *Config) Set(key, value string) error {
 	m := c.asMap()
 	parent, last, err := c.lookup(m, key)
@@ -237,8 +240,26 @@ func (c *Config) Set(key, value string) error {
 	if err := json.Unmarshal(b, n); err != nil {
 		return fieldErr(key, "%v", err)
 	}
+	if errs := newErrors(c.Validate(), n.Validate()); len(errs) > 0 {
+		return errs
+	}
 	*c = *n
 	return nil
+}
+
+// newErrors returns the errors in after that are not in before.
+func newErrors(before, after Errors) Errors {
+	old := map[string]bool{}
+	for _, e := range before {
+		old[e.Error()] = true
+	}
+	var errs Errors
+	for _, e := range after {
+		if !old[e.Error()] {
+			errs = append(errs, e)
+		}
+	}
+	return errs
 }
 
 // SortedUsers returns the user names in order.
