@@ -10,7 +10,9 @@ package testnet
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -287,7 +289,7 @@ func Concierge(t testing.TB) string {
 		for _, f := range old {
 			var pid int
 			if _, err := fmt.Sscanf(filepath.Base(f), "concierge-%d", &pid); err == nil {
-				if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil {
+				if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); errors.Is(err, fs.ErrNotExist) {
 					os.Remove(f) // its test binary is gone
 				}
 			}
