@@ -65,13 +65,13 @@ func TestCrashKeepsAcknowledgedMail(t *testing.T) {
 		// Kill after a random number of acknowledged messages.
 		killAt := 100 + rand.IntN(1500)
 		killed := false
+		var stopped chan struct{} // closed when a SIGTERM stop has returned
 		for l := range lines {
 			acked[l] = true
 			if !killed && len(acked) >= killAt {
 				if run == 3 {
-					stopped := make(chan struct{})
+					stopped = make(chan struct{})
 					go func() { m.box.Stop(); close(stopped) }()
-					defer func() { <-stopped }()
 				} else {
 					m.box.Kill()
 				}
@@ -80,6 +80,9 @@ func TestCrashKeepsAcknowledgedMail(t *testing.T) {
 		}
 		cmd.Wait()
 		m.box.Proc.Wait(30 * time.Second)
+		if stopped != nil {
+			<-stopped // before Start replaces m.box.Proc
+		}
 		if !killed {
 			t.Fatalf("run %d: the load ended before the kill point (%d acked)", run, len(acked))
 		}
