@@ -1,6 +1,9 @@
 package smtpd
 
-import "time"
+import (
+	"cmp"
+	"time"
+)
 
 // Defaults of Settings: a zero value in Settings takes these, and the
 // appliance's settings file starts from them.
@@ -23,20 +26,10 @@ const (
 // defaults.
 func (s *Settings) withDefaults() *Settings {
 	c := *s
-	if c.MaxMessageBytes <= 0 {
-		c.MaxMessageBytes = DefaultMaxMessageBytes
-	}
-	if c.MaxRecipients <= 0 {
-		c.MaxRecipients = DefaultMaxRecipients
-	}
-	if c.IdleTimeout <= 0 {
-		c.IdleTimeout = DefaultIdleTimeout
-	}
-	if c.MaxConns <= 0 {
-		c.MaxConns = DefaultMaxConns
-	}
-	if c.MaxConnsPerIP <= 0 {
-		c.MaxConnsPerIP = DefaultMaxConnsPerIP
-	}
+	c.MaxMessageBytes = cmp.Or(c.MaxMessageBytes, DefaultMaxMessageBytes)
+	c.MaxRecipients = cmp.Or(c.MaxRecipients, DefaultMaxRecipients)
+	c.IdleTimeout = cmp.Or(c.IdleTimeout, DefaultIdleTimeout)
+	c.MaxConns = cmp.Or(c.MaxConns, DefaultMaxConns)
+	c.MaxConnsPerIP = cmp.Or(c.MaxConnsPerIP, DefaultMaxConnsPerIP)
 	return &c
 }
