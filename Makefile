@@ -30,12 +30,17 @@ test-deps:
 	@./scripts/test-deps.sh $(TEST_PACKAGES)
 	$(GO) mod download
 
+# The tests run under the race detector, which needs cgo in the test
+# binaries only: the server binary the integration tests build
+# (internal/testnet) and "make build" stay CGO_ENABLED=0 and static.
+GOFLAGS_RACE := CGO_ENABLED=1
+
 test: test-deps
 	$(GO) vet ./...
-	$(GOFLAGS_STATIC) $(GO) test -count=1 -timeout 40m -p 1 ./...
+	$(GOFLAGS_RACE) $(GO) test -race -count=1 -timeout 40m -p 1 ./...
 
 unit:
-	$(GO) test -short -count=1 ./...
+	$(GOFLAGS_RACE) $(GO) test -race -short -count=1 ./...
 
 # Short fuzzing of every network parser (the corpora in testdata/fuzz are
 # also run by make test).

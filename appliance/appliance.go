@@ -69,7 +69,8 @@ func Serve(ctx context.Context, opt Options) error {
 		debug.SetMemoryLimit(MemoryLimit)
 	}
 	store := &config.Store{Dir: dataDir}
-	cfg, err := store.Load()
+	stamp := fileStamp(store.Path()) // before reading: a change meanwhile is seen
+	cfg, digest, err := store.LoadDigest()
 	if err != nil {
 		return fmt.Errorf("refusing to start; fix the configuration first:\n%w", err)
 	}
@@ -106,13 +107,14 @@ func Serve(ctx context.Context, opt Options) error {
 	}
 	fmt.Fprintf(opt.Stdout, "  settings: %s (change them with \"concierge -data %s ...\"; the web setup page is not in this build yet)\n", store.Path(), dataDir)
 	log.Info("started", "data", dataDir, "hostname", cfg.Hostname, "domains", len(cfg.Domains), "users", len(cfg.Users))
+	generation := 1
+	logApplied(log, generation, digest, cfg)
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	tick := time.NewTicker(ReloadPoll)
 	defer tick.Stop()
-	stamp := fileStamp(store.Path())
 	for {
 		select {
 		case <-ctx.Done():
@@ -127,9 +129,9 @@ func Serve(ctx context.Context, opt Options) error {
 			}
 		}
 		stamp = fileStamp(store.Path())
-		next, err := store.Load()
+		next, digest, err := store.LoadDigest()
 		if err != nil {
-			log.Error("configuration not reloaded; keeping the running one", "err", strings.ReplaceAll(err.Error(), "\n", "; "))
+			log.Error(SettingsRefused, "sha256", digest, "err", strings.ReplaceAll(err.Error(), "\n", "; "), "running_generation", generation)
 			continue
 		}
 		env.Users.set(next)
@@ -138,8 +140,25 @@ func Serve(ctx context.Context, opt Options) error {
 				log.Error("reconfigure", "service", s.Name(), "err", err)
 			}
 		}
-		log.Info("configuration reloaded", "domains", len(next.Domains), "users", len(next.Users))
+		generation++
+		logApplied(log, generation, digest, next)
 	}
+}
+
+// The events the supervisor logs about settings. Each names the SHA-256 of
+// the settings file it read (attribute sha256), so whoever changed the
+// file (a test, a tool) can wait for its own edit to be in force.
+const (
+	// SettingsApplied: every service runs with the file's settings;
+	// generation counts the settings applied since start (1: at start).
+	SettingsApplied = "settings applied"
+	// SettingsRefused: the file has errors; the settings of
+	// running_generation stay in force.
+	SettingsRefused = "settings refused"
+)
+
+func logApplied(log *slog.Logger, generation int, digest string, cfg *config.Config) {
+	log.Info(SettingsApplied, "generation", generation, "sha256", digest, "domains", len(cfg.Domains), "users", len(cfg.Users))
 }
 
 func fileStamp(path string) string {

@@ -304,9 +304,10 @@ func TestDeliveryRetriesOn451(t *testing.T) {
 		t.Errorf("queue list does not show the attempts and last error:\n%s", list)
 	}
 	// The next wait is an hour: nothing happens by itself.
-	time.Sleep(2 * time.Second)
 	if envs := envelopes(t, o.box); len(envs) != 1 || envs[0].Recipients[0].Attempts != 4 {
 		t.Fatalf("attempts went on beyond the schedule")
+	} else if next := envs[0].NextAttempt.Sub(envs[0].Recipients[0].LastTry); next < time.Hour-time.Second {
+		t.Fatalf("next attempt %v after the fourth, want 1h (the last entry of the schedule)", next)
 	}
 	if n := len(o.box.MaildirText("bob")); n != 0 {
 		t.Errorf("a temporary failure sent %d notices to the sender", n)
@@ -351,7 +352,7 @@ func TestDeliveryOneRecipientRefused(t *testing.T) {
 			t.Errorf("%s got %d copies, want 1", a, n)
 		}
 	}
-	time.Sleep(time.Second)
+	waitQueueEmpty(t, o.box, 10*time.Second) // nothing left that could bounce again
 	if n := len(containing(o.box.MaildirText("bob"), token)); n != 1 {
 		t.Errorf("bob got %d bounces, want 1", n)
 	}
@@ -450,7 +451,7 @@ func TestDeliverySmarthost(t *testing.T) {
 
 	// A wrong password keeps the mail queued (temporary), with the reason.
 	b.CLI("config", "set", "delivery.smarthost_password", "wrong")
-	time.Sleep(1500 * time.Millisecond) // the server reloads its settings
+	b.WaitSettingsApplied()
 	token = o.submit(t, "z@remote.test")
 	if !testnet.WaitFor(10*time.Second, func() bool {
 		envs := envelopes(t, b)
@@ -582,7 +583,7 @@ func TestDeliveryDoubleBounceAndPostmasterCopy(t *testing.T) {
 
 	// postmaster_copy (set live): bob's bounce is copied to the postmaster.
 	o.box.CLI("config", "set", "delivery.postmaster_copy", "true")
-	time.Sleep(1500 * time.Millisecond) // the server reloads its settings
+	o.box.WaitSettingsApplied()
 	tok2 := o.submit(t, "b@nxdomain.test")
 	if !testnet.WaitFor(10*time.Second, func() bool {
 		return len(containing(o.box.MaildirText("bob"), tok2)) == 1 && len(containing(o.box.MaildirText("alice"), tok2)) == 1
@@ -640,7 +641,7 @@ func TestDeliverySmarthostImplicitTLS(t *testing.T) {
 	}
 	// Without the CA the certificate is not trusted: the mail waits.
 	b.CLI("config", "set", "delivery.smarthost_ca_file", "")
-	time.Sleep(1500 * time.Millisecond)
+	b.WaitSettingsApplied()
 	token = o.submit(t, "y@remote.test")
 	if !testnet.WaitFor(10*time.Second, func() bool {
 		envs := envelopes(t, b)
@@ -709,12 +710,20 @@ func TestDeliveryConnectionLimitAndReuse(t *testing.T) {
 	if most > 3 || most < 2 {
 		t.Errorf("at most %d connections at once, want 2 or 3 (limit 3)", most)
 	}
-	time.Sleep(6 * time.Second) // idle connections end with QUIT
-	m := sinkSessions.FindAllStringSubmatch(sink.Proc.Out.String(), -1)
-	if len(m) == 0 {
-		t.Fatalf("no counters from smtp-sink -c:\n%s", sink.Proc.Out.String())
+	// Idle connections end: the sink has no session left open, and its
+	// counters include every session.
+	var last []string
+	if !testnet.WaitFor(30*time.Second, func() bool {
+		out, _ := o.mx2.Output("ss", "-Htn", "state", "established", "state", "close-wait", "( sport = :25 )")
+		m := sinkSessions.FindAllStringSubmatch(sink.Proc.Out.String(), -1)
+		if strings.TrimSpace(out) != "" || len(m) == 0 {
+			return false
+		}
+		last = m[len(m)-1]
+		return last[1] != "0"
+	}) {
+		t.Fatalf("sessions still open, or no counters from smtp-sink -c:\n%s", sink.Proc.Out.String())
 	}
-	last := m[len(m)-1]
 	t.Logf("%d messages over %s sessions, at most %d at once", n, last[1], most)
 	if sess, _ := strconv.Atoi(last[1]); sess > 10 {
 		t.Errorf("%d sessions for %d messages: connections are not reused", sess, n)
@@ -888,8 +897,8 @@ func TestDeliveryStaleConnection(t *testing.T) {
 	if !testnet.WaitFor(15*time.Second, func() bool { return len(containing(pf.Delivered(""), first)) == 1 }) {
 		t.Fatalf("first message not delivered:\n%s", o.box.CLI("queue", "list"))
 	}
-	time.Sleep(3500 * time.Millisecond) // Postfix ends the idle session
-	if !strings.Contains(pf.Log(), "timeout after") {
+	// Postfix ends the idle session.
+	if !testnet.WaitFor(15*time.Second, func() bool { return strings.Contains(pf.Log(), "timeout after") }) {
 		t.Fatalf("Postfix did not time the idle session out:\n%s", pf.Log())
 	}
 	second := o.submit(t, "y@remote.test")
@@ -916,7 +925,7 @@ func TestDeliveryQueuedForNowLocalDomain(t *testing.T) {
 	}
 	o.box.CLI("domain", "add", "remote.test", "--alias-of", "example.test")
 	o.box.CLIInput("blue meadow 77\n", "user", "add", "carol")
-	time.Sleep(1500 * time.Millisecond) // the server reloads its settings
+	o.box.WaitSettingsApplied()
 	o.box.CLI("queue", "flush")
 	if !testnet.WaitFor(10*time.Second, func() bool { return len(containing(o.box.MaildirText("carol"), token)) == 1 }) {
 		t.Fatalf("not delivered locally:\n%s", o.box.CLI("queue", "list"))

@@ -8,7 +8,9 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
+	"io/fs"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -51,12 +53,24 @@ var tls12Suites = []uint16{
 	tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
 }
 
+// ensureSelfSigned makes a new certificate and key when there is none, or
+// the one there is for another name or expires within 30 days. A file it
+// cannot read for another reason than its absence is an error: it is never
+// replaced blindly.
 func ensureSelfSigned(certFile, keyFile, host string) error {
-	if b, err := os.ReadFile(certFile); err == nil {
+	b, err := os.ReadFile(certFile)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("appliance: tls: %w", err)
+	}
+	if err == nil {
 		if blk, _ := pem.Decode(b); blk != nil {
 			if c, err := x509.ParseCertificate(blk.Bytes); err == nil && c.Subject.CommonName == host && time.Now().Before(c.NotAfter.Add(-30*24*time.Hour)) {
-				if _, err := os.Stat(keyFile); err == nil {
+				_, err := os.Stat(keyFile)
+				if err == nil {
 					return nil
+				}
+				if !errors.Is(err, fs.ErrNotExist) {
+					return fmt.Errorf("appliance: tls: %w", err)
 				}
 			}
 		}

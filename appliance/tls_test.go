@@ -3,6 +3,8 @@ package appliance
 import (
 	"crypto/tls"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -69,4 +71,34 @@ func TestTLSOffersNoCBCSuites(t *testing.T) {
 func isAEAD(s uint16) bool {
 	n := tls.CipherSuiteName(s)
 	return strings.Contains(n, "_GCM_") || strings.Contains(n, "_CHACHA20_POLY1305_")
+}
+
+// A certificate that cannot be read (here: the path is a directory) is an
+// error; the key next to it is not replaced by a new one.
+func TestSelfSignedNotReplacedOnReadError(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "selfsigned.crt"), filepath.Join(dir, "selfsigned.key")
+	if err := os.Mkdir(certFile, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, []byte("the admin's key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := ensureSelfSigned(certFile, keyFile, "mail.example.test"); err == nil {
+		t.Fatal("an unreadable certificate was not an error")
+	}
+	if b, _ := os.ReadFile(keyFile); string(b) != "the admin's key" {
+		t.Fatalf("the key was replaced: %q", b)
+	}
+	// Without any files, a certificate and key are made.
+	dir = t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "selfsigned.crt"), filepath.Join(dir, "selfsigned.key")
+	if err := ensureSelfSigned(certFile, keyFile, "mail.example.test"); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{certFile, keyFile} {
+		if _, err := os.Stat(f); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

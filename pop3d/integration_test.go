@@ -488,12 +488,8 @@ func TestInUseAndKilledClient(t *testing.T) {
 	before := sorted(p.box.MaildirText("alice"))
 	// From the trusted host: plain text, as an office PC would.
 	first := p.trusted.Start(python, "-c", holdSession, p.box.Addr.String(), alicePass)
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(first.Out.String(), "HOLDING 10") {
-		if first.Exited() || time.Now().After(deadline) {
-			t.Fatalf("first session: %s", first.Out.String())
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !first.WaitOutput(20*time.Second, func(out string) bool { return strings.Contains(out, "HOLDING 10") }) {
+		t.Fatalf("first session: %s", first.Out.String())
 	}
 	out, _ := p.trusted.Output(python, "-c", plainLogin, p.box.Addr.String(), alicePass)
 	if !strings.HasPrefix(out, "REFUSED -ERR [IN-USE]") {
@@ -501,7 +497,7 @@ func TestInUseAndKilledClient(t *testing.T) {
 	}
 	first.Signal(syscall.SIGKILL)
 	first.Wait(5 * time.Second)
-	deadline = time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for {
 		out, _ = p.trusted.Output(python, "-c", plainLogin, p.box.Addr.String(), alicePass)
 		if strings.HasPrefix(out, "LOGGED-IN") {
@@ -602,31 +598,21 @@ func TestTrustedNetworksChangeLive(t *testing.T) {
 		t.Fatalf("plain login from an untrusted address: %s", out)
 	}
 	held := p.trusted.Start(python, "-c", holdSession, p.box.Addr.String(), alicePass)
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(held.Out.String(), "HOLDING") {
-		if held.Exited() || time.Now().After(deadline) {
-			t.Fatalf("session from the trusted address: %s", held.Out.String())
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !held.WaitOutput(20*time.Second, func(out string) bool { return strings.Contains(out, "HOLDING") }) {
+		t.Fatalf("session from the trusted address: %s", held.Out.String())
 	}
 	p.box.CLI("config", "set", "pop3.trusted_networks", p.client.Addr.String()+"/32")
-	deadline = time.Now().Add(10 * time.Second)
-	for {
-		out, _ := p.client.Output(python, "-c", plainLogin, p.box.Addr.String(), alicePass)
-		if strings.Contains(out, "[IN-USE]") {
-			break // allowed in now; the maildrop is held by the open session
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("new trusted network not applied: %s", out)
-		}
-		time.Sleep(100 * time.Millisecond)
+	p.box.WaitSettingsApplied()
+	// Allowed in now; the maildrop is held by the open session.
+	if out, _ := p.client.Output(python, "-c", plainLogin, p.box.Addr.String(), alicePass); !strings.Contains(out, "[IN-USE]") {
+		t.Fatalf("new trusted network not applied: %s", out)
 	}
 	if held.Exited() {
 		t.Fatalf("the open session was dropped by the reload: %s", held.Out.String())
 	}
 	held.Signal(syscall.SIGKILL)
 	held.Wait(5 * time.Second)
-	deadline = time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for {
 		out, _ := p.client.Output(python, "-c", plainLogin, p.box.Addr.String(), alicePass)
 		if strings.TrimSpace(out) == "LOGGED-IN 2" {
@@ -642,17 +628,12 @@ func TestTrustedNetworksChangeLive(t *testing.T) {
 	}
 	// A new port is opened and the old one closed, live.
 	p.box.CLI("config", "set", "pop3.listen", p.box.Addr.String()+":1110")
-	p.box.WaitTCP(1110, 10*time.Second)
-	deadline = time.Now().Add(10 * time.Second)
-	for {
-		out, _ := p.box.Output("ss", "-Htln", "sport = :110")
-		if strings.TrimSpace(out) == "" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("port 110 still open after the change: %s", out)
-		}
-		time.Sleep(50 * time.Millisecond)
+	p.box.WaitSettingsApplied()
+	if out, _ := p.box.Output("ss", "-Htln", "sport = :1110"); strings.TrimSpace(out) == "" {
+		t.Fatal("port 1110 not open once the change is applied")
+	}
+	if out, _ := p.box.Output("ss", "-Htln", "sport = :110"); strings.TrimSpace(out) != "" {
+		t.Fatalf("port 110 still open after the change: %s", out)
 	}
 }
 

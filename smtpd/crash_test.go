@@ -65,7 +65,7 @@ func TestCrashKeepsAcknowledgedMail(t *testing.T) {
 		// Kill after a random number of acknowledged messages.
 		killAt := 100 + rand.IntN(1500)
 		killed := false
-		var stopped chan struct{} // closed when the SIGTERM stop is over
+		var stopped chan struct{} // closed when a SIGTERM stop has returned
 		for l := range lines {
 			acked[l] = true
 			if !killed && len(acked) >= killAt {
@@ -81,7 +81,7 @@ func TestCrashKeepsAcknowledgedMail(t *testing.T) {
 		cmd.Wait()
 		m.box.Proc.Wait(30 * time.Second)
 		if stopped != nil {
-			<-stopped // Stop reads m.box.Proc, which Start replaces
+			<-stopped // before Start replaces m.box.Proc
 		}
 		if !killed {
 			t.Fatalf("run %d: the load ended before the kill point (%d acked)", run, len(acked))

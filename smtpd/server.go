@@ -63,6 +63,7 @@ type Directory interface {
 }
 
 // Settings are the parts of the server that may change while it runs.
+// Zero limits take the defaults in defaults.go.
 type Settings struct {
 	Hostname        string // FQDN for the banner and Received: headers
 	Dir             Directory
@@ -156,6 +157,7 @@ func (s *Server) Panics() uint64 { return s.tcp.Panics.Load() }
 // Configure applies new settings. Sessions in progress keep the library
 // server they started on; new connections get one built from set.
 func (s *Server) Configure(set *Settings) {
+	set = set.withDefaults()
 	s.settings.Store(set)
 	s.mx.SetLimits(set.limits())
 	s.sub.SetLimits(set.limits())

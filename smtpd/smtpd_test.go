@@ -42,6 +42,15 @@ func (d staticDir) Authenticate(_ context.Context, login, pw string, _ netip.Add
 func (d staticDir) Maildir(u string) string { return filepath.Join(d.root, "mail", u) }
 
 func newTestServer(t testing.TB) (*Server, string) {
+	return newTestServerWith(t, Settings{
+		MaxMessageBytes: 1 << 20, MaxRecipients: 3, IdleTimeout: 2 * time.Second, MaxConns: 10, MaxConnsPerIP: 10,
+		Postmaster: "postmaster@example.test",
+	})
+}
+
+// newTestServerWith is newTestServer with other settings (the hostname and
+// directory are set).
+func newTestServerWith(t testing.TB, set Settings) (*Server, string) {
 	t.Helper()
 	dir := t.TempDir()
 	q, err := queue.Open(filepath.Join(dir, "queue"))
@@ -52,11 +61,8 @@ func newTestServer(t testing.TB) (*Server, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := New(st, &Settings{
-		Hostname: "mx.example.test", Dir: staticDir{dir}, MaxMessageBytes: 1 << 20,
-		MaxRecipients: 3, IdleTimeout: 2 * time.Second, MaxConns: 10, MaxConnsPerIP: 10,
-		Postmaster: "postmaster@example.test",
-	}, nil)
+	set.Hostname, set.Dir = "mx.example.test", staticDir{dir}
+	s := New(st, &set, nil)
 	t.Cleanup(func() { s.Close(); st.Close() })
 	return s, dir
 }
@@ -76,7 +82,6 @@ func dialog(t testing.TB, s *Server, input string) string {
 		}
 		go s.Serve(MX, l)
 		addr = l.Addr().String()
-		time.Sleep(10 * time.Millisecond)
 	}
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -235,5 +240,20 @@ func TestGreetingsNameTheServer(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("missing %q in %q", want, out)
 		}
+	}
+}
+
+// Settings left at zero take the defaults (the ones the appliance's
+// settings start from): the server takes mail, not 421 or a zero timeout.
+func TestZeroSettingsTakeDefaults(t *testing.T) {
+	s, dir := newTestServerWith(t, Settings{})
+	set := s.settings.Load()
+	if set.MaxMessageBytes != DefaultMaxMessageBytes || set.MaxRecipients != DefaultMaxRecipients ||
+		set.IdleTimeout != DefaultIdleTimeout || set.MaxConns != DefaultMaxConns || set.MaxConnsPerIP != DefaultMaxConnsPerIP {
+		t.Fatalf("zero settings became %+v", set)
+	}
+	out := dialog(t, s, "EHLO c.test\r\nMAIL FROM:<a@remote.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\nSubject: t\r\n\r\nbody\r\n.\r\nQUIT\r\n")
+	if got, _ := filepath.Glob(filepath.Join(dir, "mail", "bob", "new", "*")); len(got) != 1 || strings.Contains(out, "421 ") {
+		t.Fatalf("a server with default settings did not take mail (%d stored):\n%s", len(got), out)
 	}
 }

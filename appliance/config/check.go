@@ -60,6 +60,99 @@ func parseCIDR(s string) (netip.Prefix, error) {
 // ParseCIDR parses a network in CIDR form (a bare address is a /32 or /128).
 func ParseCIDR(s string) (netip.Prefix, error) { return parseCIDR(s) }
 
+// The widest networks the box trusts (relay_networks may relay without
+// AUTH, pop3.trusted_networks may log in without TLS): the largest private
+// ranges, 10.0.0.0/8 and fc00::/7. Anything wider takes in public
+// addresses by the million and makes the box an open relay.
+const (
+	MinTrustedBits4 = 8
+	MinTrustedBits6 = 7
+)
+
+// checkTrustedNetwork is the one check of a network the box trusts, used by
+// the relay commands and by Validate (for relay_networks and
+// pop3.trusted_networks). It returns the network in canonical form.
+func checkTrustedNetwork(s string) (netip.Prefix, error) {
+	p, err := parseCIDR(s)
+	if err != nil {
+		return p, err
+	}
+	switch {
+	case p.Addr().Is4In6():
+		return p, fmt.Errorf("%s: write IPv4 networks as IPv4 (like 10.0.0.0/24)", p)
+	case p.Bits() == 0:
+		return p, fmt.Errorf("%s is every address: it would make the box an open relay", p)
+	case p.Addr().Is4() && p.Bits() < MinTrustedBits4, p.Addr().Is6() && p.Bits() < MinTrustedBits6:
+		return p, fmt.Errorf("%s is wider than any office network (at most /%d for IPv4, /%d for IPv6): it would make the box an open relay",
+			p, MinTrustedBits4, MinTrustedBits6)
+	}
+	return p, nil
+}
+
+// checkTrustedNetworks checks a list of trusted networks (field f), also
+// for networks listed twice.
+func checkTrustedNetworks(f string, list []string) Errors {
+	var errs Errors
+	seen := map[netip.Prefix]bool{}
+	for i, n := range list {
+		fi := f + "[" + itoa(i) + "]"
+		p, err := checkTrustedNetwork(n)
+		switch {
+		case err != nil:
+			errs = append(errs, fieldErr(fi, "%v", err))
+		case seen[p]:
+			errs = append(errs, fieldErr(fi, "%s is listed twice", p))
+		}
+		seen[p] = true
+	}
+	return errs
+}
+
+// checkDomainName is the one check of a mail domain's name, used by
+// AddDomain (on the normalised input) and by Validate: a valid name with a
+// dot, no address literal, written as the box compares it (lower case, no
+// trailing dot).
+func checkDomainName(d string) error {
+	n, err := mailaddr.Domain(d)
+	if err != nil || strings.HasPrefix(n, "[") || !strings.Contains(n, ".") {
+		return fmt.Errorf("%q is not a valid domain name (like example.com)", d)
+	}
+	if n != d {
+		return fmt.Errorf("%q must be written as %q", d, n)
+	}
+	return nil
+}
+
+// normalizeDomain writes a domain as checkDomainName wants it, when it can.
+func normalizeDomain(d string) string {
+	if n, err := mailaddr.Domain(d); err == nil {
+		return n
+	}
+	return d
+}
+
+// checkAliasOf is the one check of a domain's alias_of, used by AddDomain
+// and Validate: name (the primary domain when primary) stands for aliasOf.
+func (c *Config) checkAliasOf(name, aliasOf string, primary bool) error {
+	if aliasOf == "" {
+		return nil
+	}
+	if primary {
+		return errors.New("the first domain is the primary one and cannot be an alias")
+	}
+	if aliasOf == name {
+		return errors.New("a domain cannot be an alias of itself")
+	}
+	p := c.Domain(aliasOf)
+	switch {
+	case p == nil:
+		return fmt.Errorf("%q is not a configured domain", aliasOf)
+	case p.AliasOf != "":
+		return fmt.Errorf("%q is itself an alias of %q; name that one", aliasOf, p.AliasOf)
+	}
+	return nil
+}
+
 // IsLocalDomain reports whether d is one of the configured domains.
 func (c *Config) IsLocalDomain(d string) bool { return c.Domain(d) != nil }
 

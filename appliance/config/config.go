@@ -53,7 +53,7 @@ type Domain struct {
 // User is one mailbox owner.
 type User struct {
 	Name string `json:"name"`
-	Hash string `json:"hash"`
+	Hash string `json:"hash" secret:"true"`
 }
 
 // Alias delivers Address to Targets.
@@ -173,30 +173,16 @@ func (c *Config) Validate() Errors {
 	seenDom := map[string]bool{}
 	for i, d := range c.Domains {
 		f := fmt.Sprintf("domains[%d]", i)
-		if err := checkHostname(d.Name); err != nil {
+		if err := checkDomainName(d.Name); err != nil {
 			add(fieldErr(f+".name", "%v", err))
-		}
-		if d.Name != strings.ToLower(d.Name) {
-			add(fieldErr(f+".name", "%q must be lower case", d.Name))
 		}
 		if seenDom[d.Name] {
 			add(fieldErr(f+".name", "%q is listed twice", d.Name))
 		}
 		seenDom[d.Name] = true
-		if d.AliasOf != "" {
-			p := c.Domain(d.AliasOf)
-			switch {
-			case p == nil:
-				add(fieldErr(f+".alias_of", "%q is not a configured domain", d.AliasOf))
-			case p.AliasOf != "":
-				add(fieldErr(f+".alias_of", "%q is itself an alias; name the domain it stands for", d.AliasOf))
-			case d.AliasOf == d.Name:
-				add(fieldErr(f+".alias_of", "a domain cannot be an alias of itself"))
-			}
+		if err := c.checkAliasOf(d.Name, d.AliasOf, i == 0); err != nil {
+			add(fieldErr(f+".alias_of", "%v", err))
 		}
-	}
-	if len(c.Domains) > 0 && c.Domains[0].AliasOf != "" {
-		add(fieldErr("domains[0].alias_of", "the first domain is the primary one and cannot be an alias"))
 	}
 	seenUser := map[string]bool{}
 	for i, u := range c.Users {
@@ -234,11 +220,7 @@ func (c *Config) Validate() Errors {
 			}
 		}
 	}
-	for i, n := range c.RelayNetworks {
-		if _, err := parseCIDR(n); err != nil {
-			add(fieldErr(fmt.Sprintf("relay_networks[%d]", i), "%v", err))
-		}
-	}
+	errs = append(errs, checkTrustedNetworks("relay_networks", c.RelayNetworks)...)
 	errs = append(errs, c.SMTP.validate("smtp")...)
 	errs = append(errs, c.Delivery.validate("delivery")...)
 	errs = append(errs, c.POP3.validate("pop3")...)

@@ -6,6 +6,8 @@ import (
 	"os"
 	"strconv"
 	"time"
+
+	"concierge/smtpd/queue"
 )
 
 // Delivery holds the settings of outbound delivery (the queue runner).
@@ -20,7 +22,7 @@ type Delivery struct {
 	// PLAIN or LOGIN, only over TLS). The password is stored as given in
 	// the settings file, which only root can read.
 	SmarthostUser     string `json:"smarthost_user"`
-	SmarthostPassword string `json:"smarthost_password"`
+	SmarthostPassword string `json:"smarthost_password" secret:"true"`
 	// SmarthostTLS is "starttls" (port 587 or 25) or "tls" (implicit TLS,
 	// port 465). TLS to the smarthost is required and its certificate is
 	// verified.
@@ -45,19 +47,20 @@ type Delivery struct {
 	PostmasterCopy bool `json:"postmaster_copy"`
 }
 
-// DefaultDelivery returns the outbound delivery defaults.
+// DefaultDelivery returns the outbound delivery defaults: the queue
+// runner's own.
 func DefaultDelivery() Delivery {
-	return Delivery{
-		SmarthostTLS: "starttls",
-		RetrySchedule: []Duration{
-			Duration(time.Minute), Duration(5 * time.Minute), Duration(15 * time.Minute),
-			Duration(30 * time.Minute), Duration(time.Hour), Duration(2 * time.Hour),
-		},
-		WarnAfter:               Duration(4 * time.Hour),
-		GiveUpAfter:             Duration(5 * 24 * time.Hour),
-		MaxConnections:          40,
-		MaxConnectionsPerDomain: 10,
+	d := Delivery{
+		SmarthostTLS:            "starttls",
+		WarnAfter:               Duration(queue.DefaultWarnAfter),
+		GiveUpAfter:             Duration(queue.DefaultGiveUpAfter),
+		MaxConnections:          queue.DefaultMaxConns,
+		MaxConnectionsPerDomain: queue.DefaultMaxConnsPerDomain,
 	}
+	for _, r := range queue.DefaultSchedule {
+		d.RetrySchedule = append(d.RetrySchedule, Duration(r))
+	}
+	return d
 }
 
 func (d *Delivery) validate(p string) Errors {

@@ -14,25 +14,16 @@ import (
 
 // AddDomain adds a mail domain; aliasOf names the domain it stands for.
 func (c *Config) AddDomain(name, aliasOf string) error {
-	d, err := mailaddr.Domain(name)
-	if err != nil || strings.HasPrefix(d, "[") || !strings.Contains(d, ".") {
-		return fieldErr("domain", "%q is not a valid domain name", name)
+	d := normalizeDomain(name)
+	if err := checkDomainName(d); err != nil {
+		return fieldErr("domain", "%v", err)
 	}
 	if c.Domain(d) != nil {
 		return fieldErr("domain", "%q already exists", d)
 	}
-	if aliasOf != "" {
-		aliasOf = strings.ToLower(aliasOf)
-		p := c.Domain(aliasOf)
-		if p == nil {
-			return fieldErr("alias-of", "%q is not a configured domain", aliasOf)
-		}
-		if p.AliasOf != "" {
-			return fieldErr("alias-of", "%q is itself an alias of %q; use that one", aliasOf, p.AliasOf)
-		}
-	}
-	if len(c.Domains) == 0 && aliasOf != "" {
-		return fieldErr("alias-of", "the first domain is the primary one and cannot be an alias")
+	aliasOf = normalizeDomain(aliasOf)
+	if err := c.checkAliasOf(d, aliasOf, len(c.Domains) == 0); err != nil {
+		return fieldErr("alias-of", "%v", err)
 	}
 	c.Domains = append(c.Domains, Domain{Name: d, AliasOf: aliasOf})
 	return nil
@@ -176,15 +167,12 @@ func normalizeAliasAddress(a string) string {
 
 // AddRelayNetwork lets a network relay without AUTH.
 func (c *Config) AddRelayNetwork(cidr string) error {
-	p, err := parseCIDR(cidr)
+	p, err := checkTrustedNetwork(cidr)
 	if err != nil {
 		return fieldErr("relay", "%v", err)
 	}
 	if slices.Contains(c.RelayNetworks, p.String()) {
 		return fieldErr("relay", "%s is already a relay network", p)
-	}
-	if p.Bits() == 0 {
-		return fieldErr("relay", "%s would make the box an open relay", p)
 	}
 	c.RelayNetworks = append(c.RelayNetworks, p.String())
 	return nil

@@ -3,7 +3,7 @@ package config
 import (
 	"time"
 
-	"concierge/internal/connlimit"
+	"concierge/pop3d"
 )
 
 // POP3 holds the POP3 server's settings.
@@ -22,16 +22,16 @@ type POP3 struct {
 	MaxConnectionsPerNet int `json:"max_connections_per_net"`
 }
 
-// DefaultPOP3 returns the POP3 defaults.
+// DefaultPOP3 returns the POP3 defaults: the server's own, on the
+// standard ports.
 func DefaultPOP3() POP3 {
 	return POP3{
-		Listen:              ":110",
-		ListenTLS:           ":995",
-		IdleTimeout:         Duration(10 * time.Minute),
-		MaxConnections:      200,
-		MaxConnectionsPerIP: 20,
-		// Shared with the server's own default.
-		MaxConnectionsPerNet: connlimit.DefaultPerNet,
+		Listen:               ":110",
+		ListenTLS:            ":995",
+		IdleTimeout:          Duration(pop3d.DefaultIdleTimeout),
+		MaxConnections:       pop3d.DefaultMaxConns,
+		MaxConnectionsPerIP:  pop3d.DefaultMaxConnsPerIP,
+		MaxConnectionsPerNet: pop3d.DefaultMaxConnsPerNet,
 	}
 }
 
@@ -42,11 +42,7 @@ func (s *POP3) validate(p string) Errors {
 			errs = append(errs, fieldErr(p+"."+l.f, "%v", err))
 		}
 	}
-	for i, n := range s.TrustedNetworks {
-		if _, err := parseCIDR(n); err != nil {
-			errs = append(errs, fieldErr(p+".trusted_networks["+itoa(i)+"]", "%v", err))
-		}
-	}
+	errs = append(errs, checkTrustedNetworks(p+".trusted_networks", s.TrustedNetworks)...)
 	if s.IdleTimeout.D() < 10*time.Minute || s.IdleTimeout.D() > 24*time.Hour {
 		errs = append(errs, fieldErr(p+".idle_timeout", "must be between 10m (RFC 1939) and 24h, not %s", s.IdleTimeout))
 	}

@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"time"
 
-	"concierge/internal/connlimit"
+	"concierge/smtpd"
 )
 
 // SMTP holds the mail server's settings.
@@ -43,19 +43,19 @@ type SMTP struct {
 	LocalSenderCheck bool `json:"local_sender_check"`
 }
 
-// DefaultSMTP returns the SMTP defaults.
+// DefaultSMTP returns the SMTP defaults: the server's own, on the
+// standard ports.
 func DefaultSMTP() SMTP {
 	return SMTP{
-		MX:                  ":25",
-		Submission:          ":587",
-		SubmissionTLS:       ":465",
-		MaxMessageSize:      25 << 20,
-		MaxRecipients:       100,
-		IdleTimeout:         Duration(5 * time.Minute),
-		MaxConnections:      200,
-		MaxConnectionsPerIP: 20,
-		// Shared with the server's own default.
-		MaxConnectionsPerNet: connlimit.DefaultPerNet,
+		MX:                   ":25",
+		Submission:           ":587",
+		SubmissionTLS:        ":465",
+		MaxMessageSize:       smtpd.DefaultMaxMessageBytes,
+		MaxRecipients:        smtpd.DefaultMaxRecipients,
+		IdleTimeout:          Duration(smtpd.DefaultIdleTimeout),
+		MaxConnections:       smtpd.DefaultMaxConns,
+		MaxConnectionsPerIP:  smtpd.DefaultMaxConnsPerIP,
+		MaxConnectionsPerNet: smtpd.DefaultMaxConnsPerNet,
 		LocalSenderCheck:     true,
 	}
 }

@@ -1,9 +1,12 @@
 package config
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -33,18 +36,32 @@ func (s *Store) Path() string { return filepath.Join(s.Dir, FileName) }
 // Load reads and validates the configuration. A missing file yields the
 // defaults. On validation errors it returns the config and an Errors value.
 func (s *Store) Load() (*Config, error) {
+	c, _, err := s.LoadDigest()
+	return c, err
+}
+
+// LoadDigest is Load that also returns the SHA-256 of the file it read, in
+// hex (of no bytes when the file is missing): the server logs it when it
+// applies or refuses settings, so a test or a tool knows which edit is in
+// force.
+func (s *Store) LoadDigest() (*Config, string, error) {
 	b, err := os.ReadFile(s.Path())
-	if errors.Is(err, os.ErrNotExist) {
-		return Default(), nil
+	if errors.Is(err, fs.ErrNotExist) {
+		b, err = nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+		return nil, "", fmt.Errorf("config: %w", err)
+	}
+	sum := sha256.Sum256(b)
+	digest := hex.EncodeToString(sum[:])
+	if b == nil {
+		return Default(), digest, nil
 	}
 	c, err := Parse(b)
 	if err != nil {
-		return c, fmt.Errorf("%s:\n%w", s.Path(), err)
+		return c, digest, fmt.Errorf("%s:\n%w", s.Path(), err)
 	}
-	return c, nil
+	return c, digest, nil
 }
 
 // Update loads the configuration, applies fn, validates the result and
@@ -126,9 +143,10 @@ func (c *Config) asMap() map[string]any {
 	return m
 }
 
-// Get returns the value of a key as "config set" would take it.
+// Get returns the value of a key as "config set" would take it; a secret
+// that is set reads as Hidden.
 func (c *Config) Get(key string) (string, error) {
-	parent, last, err := c.lookup(c.asMap(), key)
+	parent, last, err := c.lookup(c.Redacted().asMap(), key)
 	if err != nil {
 		return "", err
 	}
@@ -181,7 +199,10 @@ func (c *Config) lookup(m map[string]any, key string) (map[string]any, string, e
 }
 
 // Set changes one key, given as text: numbers, true/false, durations like
-// 5m, lists separated by commas (an empty value clears a list).
+// 5m, lists separated by commas (an empty value clears a list). A value
+// that makes the configuration invalid where it was valid (this key, or
+// one that depends on it) is refused with those errors, and the
+// configuration is left as it was.
 func (c *Config) Set(key, value string) error {
 	m := c.asMap()
 	parent, last, err := c.lookup(m, key)
@@ -219,8 +240,26 @@ func (c *Config) Set(key, value string) error {
 	if err := json.Unmarshal(b, n); err != nil {
 		return fieldErr(key, "%v", err)
 	}
+	if errs := newErrors(c.Validate(), n.Validate()); len(errs) > 0 {
+		return errs
+	}
 	*c = *n
 	return nil
+}
+
+// newErrors returns the errors in after that are not in before.
+func newErrors(before, after Errors) Errors {
+	old := map[string]bool{}
+	for _, e := range before {
+		old[e.Error()] = true
+	}
+	var errs Errors
+	for _, e := range after {
+		if !old[e.Error()] {
+			errs = append(errs, e)
+		}
+	}
+	return errs
 }
 
 // SortedUsers returns the user names in order.

@@ -356,10 +356,10 @@ func (c *cli) relay(args []string) error {
 
 func (c *cli) config(args []string) error {
 	verb, args, err := c.sub("config", args, map[string]string{
-		"show":  "           print the configuration file (password hashes hidden)",
+		"show":  "           print the configuration file (secrets hidden)",
 		"check": "           list every error in the configuration file",
 		"keys":  "           list the keys config set takes",
-		"get":   "KEY",
+		"get":   "KEY         (secrets read as \"(set, hidden)\")",
 		"set":   "KEY VALUE   (lists: comma-separated; durations: 30s, 5m, 2h)",
 	})
 	if err != nil {
@@ -399,10 +399,7 @@ func (c *cli) config(args []string) error {
 			fmt.Fprintf(c.stdout, "%s = %s\n", k, v)
 		}
 	default:
-		for i := range cfg.Users {
-			cfg.Users[i].Hash = "(hidden)"
-		}
-		c.stdout.Write(cfg.Marshal())
+		c.stdout.Write(cfg.Redacted().Marshal())
 	}
 	return nil
 }

@@ -40,6 +40,10 @@ func TestCommandsAndErrors(t *testing.T) {
 		{"", []string{"config", "set", "smtp.max_recipients", "0"}, 1, "smtp.max_recipients: must be between"},
 		{"", []string{"config", "get", "smtp.max_recipients"}, 0, "100\n"},
 		{"", []string{"config", "check"}, 0, "ok"},
+		{"", []string{"config", "set", "delivery.smarthost", "smtp.isp.test:587"}, 0, ""},
+		{"", []string{"config", "set", "delivery.smarthost_user", "office"}, 0, ""},
+		{"", []string{"config", "set", "delivery.smarthost_password", "isp-secret-42"}, 0, ""},
+		{"", []string{"config", "get", "delivery.smarthost_password"}, 0, "(set, hidden)\n"},
 		{"", []string{"user", "-h"}, 0, "concierge user add NAME"},
 		{"", []string{"bogus"}, 2, "unknown command"},
 	}
@@ -49,22 +53,25 @@ func TestCommandsAndErrors(t *testing.T) {
 			t.Errorf("concierge %s: exit %d, output %q; want exit %d and %q", strings.Join(s.args, " "), code, out, s.code, s.want)
 		}
 	}
-	out, _ := runCLI(t, dir, "", "config", "show")
-	if strings.Contains(out, "$argon2id$") {
-		t.Error("config show prints password hashes")
+	// No secret is printed: not by show, get or keys.
+	for _, args := range [][]string{{"config", "show"}, {"config", "keys"}, {"config", "get", "delivery.smarthost_password"}} {
+		out, _ := runCLI(t, dir, "", args...)
+		if strings.Contains(out, "$argon2id$") || strings.Contains(out, "isp-secret-42") {
+			t.Errorf("concierge %s prints a secret:\n%s", strings.Join(args, " "), out)
+		}
 	}
 }
 
 func TestBadFileListsEveryError(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "concierge.json"), []byte(`{"version": 1, "hostname": "nodot",
-  "smtp": {"max_message_size": 1, "max_recipients": 0}}`), 0o600)
+  "relay_networks": ["0.0.0.0/0"], "smtp": {"max_message_size": 1, "max_recipients": 0}}`), 0o600)
 	for _, args := range [][]string{{"config", "check"}, {"serve"}} {
 		out, code := runCLI(t, dir, "", args...)
 		if code == 0 {
 			t.Errorf("%v accepted a bad file", args)
 		}
-		for _, want := range []string{"hostname:", "smtp.max_message_size:", "smtp.max_recipients:"} {
+		for _, want := range []string{"hostname:", "relay_networks[0]: 0.0.0.0/0", "smtp.max_message_size:", "smtp.max_recipients:"} {
 			if !strings.Contains(out, want) {
 				t.Errorf("%v output lacks %q:\n%s", args, want, out)
 			}

@@ -4,7 +4,9 @@
 package durable
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 )
@@ -70,7 +72,7 @@ func MkdirAll(dir string, perm os.FileMode) error {
 			return err
 		}
 	}
-	if err := os.Mkdir(dir, perm); err != nil && !os.IsExist(err) {
+	if err := os.Mkdir(dir, perm); err != nil && !errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("durable: %w", err)
 	}
 	return SyncDir(parent)

@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -205,7 +206,7 @@ func (m *Maildrop) list() error {
 		en := ents[i]
 		fi, err := en.e.Info()
 		if err != nil {
-			errs[i] = os.ErrNotExist // moved or deleted meanwhile
+			errs[i] = fs.ErrNotExist // moved or deleted meanwhile
 			return
 		}
 		size, clean, err := sizeOf(filepath.Join(m.dir, en.sub, en.e.Name()), fi)
@@ -220,7 +221,7 @@ func (m *Maildrop) list() error {
 		switch {
 		case errs[i] == nil:
 			m.msgs = append(m.msgs, msgs[i])
-		case errors.Is(errs[i], os.ErrNotExist):
+		case errors.Is(errs[i], fs.ErrNotExist):
 		default:
 			return errs[i]
 		}
@@ -244,7 +245,7 @@ func (m *Maildrop) list() error {
 func (m *Maildrop) Open(i int) (io.ReadCloser, error) {
 	msg := &m.msgs[i]
 	f, err := os.Open(filepath.Join(m.dir, msg.sub, msg.name))
-	if errors.Is(err, os.ErrNotExist) {
+	if errors.Is(err, fs.ErrNotExist) {
 		// Another Maildir reader may have moved it to cur/ or
 		// changed its flags.
 		if name, ok := m.find(msg.uid); ok {
@@ -321,7 +322,7 @@ func (m *Maildrop) Update(deleted, seen []int) error {
 			forEach(len(idx), func(k int) {
 				msg := m.msgs[idx[k]]
 				e := os.Remove(filepath.Join(m.dir, msg.sub, msg.name))
-				if errors.Is(e, os.ErrNotExist) {
+				if errors.Is(e, fs.ErrNotExist) {
 					if name, ok := m.find(msg.uid); ok {
 						e = os.Remove(filepath.Join(m.dir, "cur", name))
 					} else {
@@ -407,7 +408,7 @@ func withSeen(name string) string {
 // recover completes a deletion that a crash interrupted.
 func (m *Maildrop) recover() error {
 	data, err := os.ReadFile(filepath.Join(m.dir, journalName))
-	if errors.Is(err, os.ErrNotExist) {
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
@@ -428,7 +429,7 @@ func (m *Maildrop) recover() error {
 		}
 		for _, e := range ents {
 			if uids[UID(e.Name())] {
-				if err := os.Remove(filepath.Join(d, e.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
+				if err := os.Remove(filepath.Join(d, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
 					failed = append(failed, err)
 				}
 			}
@@ -467,7 +468,7 @@ func writeDurable(dir, name string, data []byte) error {
 }
 
 func removeDurable(dir, name string) error {
-	if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
 	return syncDir(dir)

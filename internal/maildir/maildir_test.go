@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -153,7 +154,7 @@ func TestUpdateDeletesAndMarksSeen(t *testing.T) {
 	if got := names("cur"); !slices.Equal(got, want) {
 		t.Errorf("cur/ = %v, want %v", got, want)
 	}
-	if _, err := os.Stat(filepath.Join(dir, journalName)); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(filepath.Join(dir, journalName)); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("journal left behind: %v", err)
 	}
 	// The UIDs of the remaining messages did not change.
@@ -204,7 +205,7 @@ func TestInterruptedDeletionIsCompleted(t *testing.T) {
 	if u, _ := m.Info(0); u != "3.c.box" {
 		t.Fatalf("left %q, want 3.c.box", u)
 	}
-	if _, err := os.Stat(filepath.Join(dir, journalName)); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(filepath.Join(dir, journalName)); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("journal left behind: %v", err)
 	}
 }

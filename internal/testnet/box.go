@@ -1,10 +1,15 @@
 package testnet
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -61,23 +66,65 @@ func (b *Box) CLITry(stdin string, args ...string) (string, error) {
 	return string(out), err
 }
 
-// Start runs "concierge serve" in the namespace and waits until waitPort
-// accepts connections (0: do not wait).
+// Start runs "concierge serve" in the namespace. With waitPort > 0 it
+// waits until the server has started every service (it logs the first
+// "settings applied") and checks that waitPort accepts connections.
 func (b *Box) Start(waitPort int) {
 	b.t.Helper()
 	b.Proc = b.Host.Start(b.Bin, "-data", b.Data, "serve", "-log", "debug")
-	if waitPort > 0 {
-		deadline := time.Now().Add(20 * time.Second)
-		for {
-			out, _ := b.Output("ss", "-Htln", fmt.Sprintf("sport = :%d", waitPort))
-			if strings.TrimSpace(out) != "" {
-				return
-			}
-			if b.Proc.Exited() || time.Now().After(deadline) {
-				b.t.Fatalf("concierge serve did not listen on %d:\n%s", waitPort, b.Proc.Out.String())
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+	if waitPort <= 0 {
+		return
+	}
+	if !b.Proc.WaitOutput(StartTimeout, func(out string) bool { return strings.Contains(out, `msg="settings applied" generation=1 `) }) {
+		b.t.Fatalf("concierge serve did not start within %v:\n%s", StartTimeout, b.Proc.Out.String())
+	}
+	if out, _ := b.Output("ss", "-Htln", fmt.Sprintf("sport = :%d", waitPort)); strings.TrimSpace(out) == "" {
+		b.t.Fatalf("concierge serve started but does not listen on %d:\n%s", waitPort, b.Proc.Out.String())
+	}
+}
+
+// How long a box may take to start, and to apply changed settings.
+const (
+	StartTimeout  = 20 * time.Second
+	ReloadTimeout = 10 * time.Second
+)
+
+// The server logs every settings file it applies or refuses with the file's
+// SHA-256 (appliance.SettingsApplied, appliance.SettingsRefused).
+var settingsEvent = regexp.MustCompile(`msg="(settings applied|settings refused)" .*sha256=([0-9a-f]{64})`)
+
+// WaitSettingsApplied waits until the running server has applied the
+// settings file as it is now: call it after CLI edits that must be in force
+// before the test goes on.
+func (b *Box) WaitSettingsApplied() {
+	b.t.Helper()
+	b.waitSettings("settings applied")
+}
+
+// WaitSettingsRefused waits until the running server has refused the
+// settings file as it is now (and kept the settings it runs with).
+func (b *Box) WaitSettingsRefused() {
+	b.t.Helper()
+	b.waitSettings("settings refused")
+}
+
+// waitSettings waits until the server's latest settings event is want for
+// the file's current contents.
+func (b *Box) waitSettings(want string) {
+	b.t.Helper()
+	data, err := os.ReadFile(filepath.Join(b.Data, "concierge.json"))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		b.t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	digest := hex.EncodeToString(sum[:])
+	ok := b.Proc.WaitOutput(ReloadTimeout, func(out string) bool {
+		m := settingsEvent.FindAllStringSubmatch(out, -1)
+		return len(m) > 0 && m[len(m)-1][1] == want && m[len(m)-1][2] == digest
+	})
+	if !ok {
+		b.t.Fatalf("concierge serve did not log %q for the settings file (sha256 %s) within %v:\n%s",
+			want, digest, ReloadTimeout, tail(b.Proc.Out.String(), 4000))
 	}
 }
 

@@ -10,7 +10,9 @@ package testnet
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -160,6 +162,13 @@ func (p *Proc) Exited() bool {
 	}
 }
 
+// WaitOutput waits until cond holds for the process's output (checked
+// after every write), or the process ends, or d passes; it reports whether
+// cond held.
+func (p *Proc) WaitOutput(d time.Duration, cond func(out string) bool) bool {
+	return p.Out.Wait(d, p.done, cond)
+}
+
 // Signal sends sig to the process.
 func (p *Proc) Signal(sig syscall.Signal) { p.Cmd.Process.Signal(sig) }
 
@@ -280,7 +289,7 @@ func Concierge(t testing.TB) string {
 		for _, f := range old {
 			var pid int
 			if _, err := fmt.Sscanf(filepath.Base(f), "concierge-%d", &pid); err == nil {
-				if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil {
+				if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); errors.Is(err, fs.ErrNotExist) {
 					os.Remove(f) // its test binary is gone
 				}
 			}
@@ -325,15 +334,21 @@ func run(t testing.TB, name string, args ...string) {
 	}
 }
 
-// SafeBuffer is a bytes.Buffer safe for concurrent use.
+// SafeBuffer is a bytes.Buffer safe for concurrent use; Wait lets a test
+// wait for what a process writes.
 type SafeBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	mu      sync.Mutex
+	b       bytes.Buffer
+	changed chan struct{} // closed (and cleared) by the next Write
 }
 
 func (s *SafeBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.changed != nil {
+		close(s.changed)
+		s.changed = nil
+	}
 	return s.b.Write(p)
 }
 
@@ -341,6 +356,42 @@ func (s *SafeBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// check reports whether cond holds for the contents; if not, it returns a
+// channel that is closed by the next write.
+func (s *SafeBuffer) check(cond func(string) bool) (bool, <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cond(s.b.String()) {
+		return true, nil
+	}
+	if s.changed == nil {
+		s.changed = make(chan struct{})
+	}
+	return false, s.changed
+}
+
+// Wait waits until cond holds for the contents, checking again after every
+// write, or until stop is closed or d has passed; it reports whether cond
+// held.
+func (s *SafeBuffer) Wait(d time.Duration, stop <-chan struct{}, cond func(string) bool) bool {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		ok, changed := s.check(cond)
+		if ok {
+			return true
+		}
+		select {
+		case <-changed:
+		case <-stop:
+			ok, _ := s.check(cond)
+			return ok
+		case <-timer.C:
+			return false
+		}
+	}
 }
 
 func tail(s string, n int) string {

@@ -1,8 +1,12 @@
 package testnet
 
 import (
+	"debug/elf"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestLANHostsReachEachOther(t *testing.T) {
@@ -19,5 +23,74 @@ func TestLANHostsReachEachOther(t *testing.T) {
 	}
 	if len(b.MAC()) != 17 {
 		t.Fatalf("MAC %q", b.MAC())
+	}
+}
+
+func TestSafeBufferWait(t *testing.T) {
+	var b SafeBuffer
+	go func() {
+		for _, s := range []string{"one\n", "two\n", "three\n"} {
+			b.Write([]byte(s))
+		}
+	}()
+	if !b.Wait(10*time.Second, nil, func(s string) bool { return strings.Contains(s, "three") }) {
+		t.Fatalf("wait missed a write: %q", b.String())
+	}
+	stop := make(chan struct{})
+	close(stop)
+	if b.Wait(10*time.Second, stop, func(s string) bool { return strings.Contains(s, "four") }) {
+		t.Fatal("wait held for text never written")
+	}
+	if b.Wait(time.Millisecond, nil, func(s string) bool { return strings.Contains(s, "four") }) {
+		t.Fatal("wait held for text never written")
+	}
+}
+
+// The binary the integration tests run is static, also when the tests
+// themselves are built with cgo for -race.
+func TestConciergeIsStatic(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	f, err := elf.Open(Concierge(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP || p.Type == elf.PT_DYNAMIC {
+			t.Fatalf("the test build of concierge is dynamically linked (%v)", p.Type)
+		}
+	}
+}
+
+// A box tells when it has applied or refused the settings file as it is:
+// the waits tests use instead of sleeping through a reload.
+func TestBoxWaitsForSettings(t *testing.T) {
+	Require(t, "ss")
+	lan := NewLAN(t, "10.77.8.0/24")
+	b := NewBox(t, lan.AddHost("box", 1))
+	b.CLI("domain", "add", "example.test")
+	b.Start(25)
+	b.WaitSettingsApplied() // the file it started with
+	b.CLI("config", "set", "smtp.max_recipients", "7")
+	b.WaitSettingsApplied()
+	if !strings.Contains(b.Proc.Out.String(), `msg="settings applied" generation=2 `) {
+		t.Fatalf("no second generation logged:\n%s", b.Proc.Out.String())
+	}
+	path := filepath.Join(b.Data, "concierge.json")
+	good, _ := os.ReadFile(path)
+	bad := strings.Replace(string(good), `"max_recipients": 7`, `"max_recipients": -1`, 1)
+	if err := os.WriteFile(path, []byte(bad), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b.WaitSettingsRefused()
+	// Back to the good file (same contents as generation 2): applied again.
+	if err := os.WriteFile(path, good, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b.WaitSettingsApplied()
+	if !strings.Contains(b.Proc.Out.String(), `msg="settings applied" generation=3 `) {
+		t.Fatalf("the good file was not applied again:\n%s", b.Proc.Out.String())
 	}
 }
