@@ -1,0 +1,99 @@
+package queue_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"concierge/smtpd/queue"
+	"concierge/smtpd/store"
+)
+
+func TestValidID(t *testing.T) {
+	for _, id := range []string{
+		"1772442900.M123456P4242Q17.mail.example.test",
+		`1772442900.M1P2Q3.host\0572`, // store.UniqueName escapes '/' and ':'
+		"0.M0P0Q0.x",
+	} {
+		if err := queue.ValidID(id); err != nil {
+			t.Errorf("ValidID(%q) = %v", id, err)
+		}
+	}
+	for _, id := range []string{
+		"", ".", "..", "../../concierge", "../concierge.json", "/etc/passwd",
+		"1772442900.M1P2Q3.mail/../../x", "1772442900.M1P2Q3.", "1772442900.M1P2Q3",
+		"1772442900.MxP2Q3.mail", "m1", "1772442900.M1P2Q3.mail example", "1772442900.M1P2Q3.a\x00b",
+		"1772442900.M1P2Q3." + strings.Repeat("a", 300),
+	} {
+		if err := queue.ValidID(id); err == nil {
+			t.Errorf("ValidID(%q) accepted it", id)
+		}
+	}
+}
+
+// The names the store gives messages are valid IDs.
+func TestStoreNamesAreValidIDs(t *testing.T) {
+	dir := t.TempDir()
+	q, err := queue.Open(filepath.Join(dir, "queue"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, host := range []string{"mail.example.test", "odd/host:name", "concierge.office.lan"} {
+		st, err := store.Open(dir, host, q, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id := st.UniqueName(); queue.ValidID(id) != nil {
+			t.Errorf("store name %q is not a valid queue ID", id)
+		}
+		st.Close()
+	}
+}
+
+// An ID that is a path names no file outside the queue: Load, Remove and
+// Request refuse it.
+func TestQueueRefusesPathIDs(t *testing.T) {
+	dir := t.TempDir()
+	q, err := queue.Open(filepath.Join(dir, "queue"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	settings := filepath.Join(dir, "concierge.json")
+	os.WriteFile(settings, []byte("{}"), 0o600)
+	os.WriteFile(filepath.Join(dir, "x.json"), []byte("{}"), 0o600)
+	for _, id := range []string{"../../concierge", "../../x", "../env/../../x"} {
+		if err := q.Remove(id); err == nil {
+			t.Errorf("Remove(%q) succeeded", id)
+		}
+		if _, err := q.Load(id); err == nil {
+			t.Errorf("Load(%q) succeeded", id)
+		}
+		if err := q.Request(queue.ReqDel, id); err == nil {
+			t.Errorf("Request(del, %q) succeeded", id)
+		}
+	}
+	for _, f := range []string{settings, filepath.Join(dir, "x.json")} {
+		if _, err := os.Stat(f); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}
+
+func TestCountHops(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want int
+	}{
+		{"Received: a\r\nreceived: b\r\n\tcont\r\nRECEIVED:c\r\nSubject: x\r\n\r\nReceived: in the body\r\n", 3},
+		{"Subject: x\n\nReceived: y\n", 0},
+		{"Received: only\r\n", 1},
+		{"X-Received: no\r\nReceivedX: no\r\n\r\n", 0},
+		{"X: " + strings.Repeat("a", 8000) + "\r\nReceived: after a long line\r\n\r\n", 1},
+		{strings.Repeat("Received: x\r\n", 120) + "\r\n", 120},
+	} {
+		if got := queue.CountHops(strings.NewReader(c.in)); got != c.want {
+			t.Errorf("CountHops(%.40q) = %d, want %d", c.in, got, c.want)
+		}
+	}
+}
