@@ -149,7 +149,9 @@ func TestSendNeverToSelf(t *testing.T) {
 		t.Errorf("MX on a loopback address: %v, want a 5.4.6 loop", r.Err)
 	}
 	// One of our interface addresses.
-	ours := func() []netip.Addr { return []netip.Addr{netip.MustParseAddr("127.0.0.11"), netip.MustParseAddr("127.0.0.12")} }
+	ours := func() []netip.Addr {
+		return []netip.Addr{netip.MustParseAddr("127.0.0.11"), netip.MustParseAddr("127.0.0.12")}
+	}
 	if r := res(&Transport{Hostname: "mail.example.test", LocalAddrs: ours}); !isLoop(r) {
 		t.Errorf("MX hosts with our addresses: %v, want a 5.4.6 loop", r.Err)
 	}
