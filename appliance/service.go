@@ -40,10 +40,16 @@ type Env struct {
 	// AuthFails is shared by every service that checks passwords, so a
 	// guesser gains nothing by switching from SMTP to POP3.
 	AuthFails *authlimit.Limiter
+	// SRSKey is the secret of sender rewriting for forwarded mail (see
+	// smtpd/srs), made at the box's first start; nil turns SRS off.
+	SRSKey []byte
 	// Store and Queue are opened by the SMTP service (started first) and
 	// shared with the services that deliver mail out and bounce it.
 	Store *store.Store
 	Queue *queue.Queue
+	// QueueAPI is the admin API of the queue, bound to the running
+	// delivery service (set when it starts); a control socket serves it.
+	QueueAPI *Queue
 }
 
 // MailDir is the Maildir of a user.

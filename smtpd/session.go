@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"slices"
 	"strings"
 	"time"
 
@@ -16,8 +15,6 @@ import (
 
 	"concierge/internal/connlimit"
 	"concierge/internal/mailaddr"
-	"concierge/smtpd/queue"
-	"concierge/smtpd/store"
 )
 
 // Replies, with the RFC that defines each code.
@@ -66,6 +63,7 @@ type rcpt struct {
 	addr   string
 	users  []string
 	remote []string
+	dsn    rcptDSN // RFC 3461 NOTIFY and ORCPT (envelope.go)
 }
 
 // session is one SMTP session after HELO/EHLO.
@@ -81,6 +79,7 @@ type session struct {
 	from  string
 	null  bool
 	rcpts []rcpt
+	dsn   mailDSN // RFC 3461 RET and ENVID (envelope.go)
 }
 
 func (ss *session) relayNet(set *Settings) bool {
@@ -134,6 +133,7 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 		return errTooBig
 	}
 	ss.from, ss.null, ss.rcpts = "", from == "", nil
+	ss.dsn = newMailDSN(opts)
 	if from == "" {
 		if ss.user != "" {
 			return errNotYourAddress
@@ -161,6 +161,7 @@ func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		ss.s.Log.Info("recipient refused", "remote", ss.ip.String(), "from", ss.from, "to", to, "reason", err.Error())
 		return err
 	}
+	r.dsn = newRcptDSN(opts)
 	ss.rcpts = append(ss.rcpts, r)
 	return nil
 }
@@ -231,31 +232,14 @@ func (ss *session) Data(r io.Reader) error {
 		ss.logMessage(id, n, "aborted: "+err.Error())
 		return errReceive
 	}
-	d := store.Delivery{DropDir: set.DropDir}
-	var remote []queue.Recipient
-	for _, rc := range ss.rcpts {
-		for _, u := range rc.users {
-			md := set.Dir.Maildir(u)
-			if !slices.Contains(d.Maildirs, md) {
-				d.Maildirs = append(d.Maildirs, md)
-			}
-		}
-		for _, ra := range rc.remote {
-			if !slices.ContainsFunc(remote, func(q queue.Recipient) bool { return q.Addr == ra }) {
-				remote = append(remote, queue.Recipient{Addr: ra, State: queue.Pending})
-			}
-		}
-	}
-	if len(remote) > 0 {
-		d.Queue = &queue.Envelope{From: ss.from, Recipients: remote, Received: time.Now().UTC(), BodyOffset: bodyOffset, User: ss.user}
-	}
+	d := ss.delivery(set, bodyOffset)
 	if err := m.Commit(context.Background(), d); err != nil {
 		ss.s.Log.Error("delivery failed", "id", id, "err", err)
 		ss.logMessage(id, n, "failed: "+err.Error())
 		return errStorage
 	}
 	ss.s.Messages.Add(1)
-	ss.logMessage(id, n, fmt.Sprintf("accepted: %d mailbox(es), %d queued", len(d.Maildirs), len(remote)))
+	ss.logMessage(id, n, fmt.Sprintf("accepted: %d mailbox(es), %d queued", len(d.Maildirs), queued(d)))
 	return nil
 }
 
