@@ -35,7 +35,7 @@ func newRcptDSN(o *smtp.RcptOptions) rcptDSN {
 	}
 	d.notify = strings.Join(n, ",")
 	if o.OriginalRecipient != "" {
-		d.orcpt = string(o.OriginalRecipientType) + ";" + o.OriginalRecipient
+		d.orcpt = strings.ToLower(string(o.OriginalRecipientType)) + ";" + o.OriginalRecipient
 	}
 	return d
 }
