@@ -42,7 +42,8 @@ type NoticeSettings struct {
 
 // Notice builds the notification for a queue notice and decides where it
 // goes: to the original sender (into its Maildir when it is ours, through
-// the queue otherwise, an SRS address reversed on the way), and for a
+// the queue otherwise; for forwarded copies by way of the SRS address
+// they went out with, reversed on the way), and for a
 // failed notice (null sender: a double bounce) to the postmaster, never
 // back into the loop (RFC 5321 6.1, 6.2). A delay warning nobody can take
 // is dropped: nil, nil. msg is the queued message, which starts at
@@ -52,10 +53,16 @@ func (d *Directory) Notice(set NoticeSettings, n queue.Notice, msg io.ReaderAt) 
 	if primary == "" {
 		primary = set.Hostname
 	}
-	out := &Notice{To: n.Env.From}
-	double := n.Env.From == ""
+	sender := n.Env.From
+	if forwarded(n.Recipients) {
+		// The copies went out with our SRS sender: their failure comes
+		// back through it, as a bounce from the next hop would.
+		sender = d.ForwardSender(sender)
+	}
+	out := &Notice{To: sender}
+	double := sender == ""
 	if !double {
-		a, err := mailaddr.Parse(n.Env.From)
+		a, err := mailaddr.Parse(sender)
 		switch {
 		case err != nil:
 			double = true
@@ -88,6 +95,17 @@ func (d *Directory) Notice(set NoticeSettings, n queue.Notice, msg io.ReaderAt) 
 	}
 	out.Message = rep.Bytes()
 	return out, nil
+}
+
+// forwarded reports whether every recipient of a notice is an address
+// our aliases forward to.
+func forwarded(rcpts []queue.Recipient) bool {
+	for _, rc := range rcpts {
+		if !rc.Forwarded {
+			return false
+		}
+	}
+	return len(rcpts) > 0
 }
 
 // report turns a queue notice into a DSN report (without its To).

@@ -164,6 +164,14 @@ func TestNoticeRouting(t *testing.T) {
 			t.Errorf("the notice quotes the local Return-Path")
 		}
 	}
+	// The failure of a forwarded copy goes to the SRS address it went out
+	// with, and through its reversal to the original sender.
+	fn := notice(queue.Failure, "stranger@faraway.test")
+	fn.Recipients[0].Forwarded = true
+	n, err := d.Notice(set, fn, strings.NewReader(msg))
+	if err != nil || !strings.HasPrefix(n.To, "SRS0=") || !slices.Equal(n.Remote, []string{"stranger@faraway.test"}) {
+		t.Errorf("notice of a forwarded copy: %+v %v", n, err)
+	}
 	// A delay warning for the null sender is nobody's business.
 	if n, err := d.Notice(set, notice(queue.Delay, ""), nil); n != nil || err != nil {
 		t.Errorf("delay for the null sender: %v %v", n, err)
