@@ -113,6 +113,23 @@ func (o *outLAN) delivered(t *testing.T, pf *testnet.Postfix, token string, d ti
 	return containing(pf.Delivered(""), token)[0]
 }
 
+// bounce waits up to d for a message with token in bob's Maildir and
+// returns it; the test fails with the queue otherwise.
+func (o *outLAN) bounce(t *testing.T, token string, d time.Duration) string {
+	t.Helper()
+	var msg string
+	if !testnet.WaitFor(d, func() bool {
+		m := containing(o.box.MaildirText("bob"), token)
+		if len(m) > 0 {
+			msg = m[0]
+		}
+		return len(m) > 0
+	}) {
+		t.Fatalf("no notice for %s in bob's Maildir:\n%s", token, o.box.CLI("queue", "list"))
+	}
+	return msg
+}
+
 func containing(msgs []string, s string) []string {
 	var out []string
 	for _, m := range msgs {
@@ -210,17 +227,7 @@ func TestDeliveryImplicitMXAndBounces(t *testing.T) {
 	for _, c := range cases {
 		start := time.Now()
 		token := o.submit(t, c.to)
-		var bounce string
-		ok := testnet.WaitFor(10*time.Second, func() bool {
-			if m := containing(o.box.MaildirText("bob"), token); len(m) > 0 {
-				bounce = m[0]
-				return true
-			}
-			return false
-		})
-		if !ok {
-			t.Fatalf("%s: no bounce in bob's Maildir:\n%s", c.to, o.box.CLI("queue", "list"))
-		}
+		bounce := o.bounce(t, token, 10*time.Second)
 		t.Logf("%s bounced after %v", c.to, time.Since(start).Round(time.Millisecond))
 		checkBounce(t, bounce, token, []string{c.to}, c.status)
 		if !strings.Contains(bounce, c.words) {
@@ -816,16 +823,7 @@ func TestDeliverySizeLimit(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("swaks: %v\n%s", err, out)
 	}
-	var bounce string
-	if !testnet.WaitFor(15*time.Second, func() bool {
-		m := containing(o.box.MaildirText("bob"), token)
-		if len(m) > 0 {
-			bounce = m[0]
-		}
-		return len(m) > 0
-	}) {
-		t.Fatalf("no bounce:\n%s", o.box.CLI("queue", "list"))
-	}
+	bounce := o.bounce(t, token, 15*time.Second)
 	checkBounce(t, bounce, token, []string{"x@remote.test"}, "5.3.4")
 	// Our own check, from the SIZE the server announced: the server never
 	// saw a MAIL FROM for it (it would have answered 552).
@@ -948,16 +946,7 @@ func TestDeliveryNeverToSelf(t *testing.T) {
 	o.start()
 	for _, to := range []string{"x@byname.test", "y@byaddr.test"} {
 		token := o.submit(t, to)
-		var bounce string
-		if !testnet.WaitFor(15*time.Second, func() bool {
-			m := containing(o.box.MaildirText("bob"), token)
-			if len(m) > 0 {
-				bounce = m[0]
-			}
-			return len(m) > 0
-		}) {
-			t.Fatalf("%s: no bounce:\n%s\n%s", to, o.box.CLI("queue", "list"), o.box.Proc.Out.String())
-		}
+		bounce := o.bounce(t, token, 15*time.Second)
 		checkBounce(t, bounce, token, []string{to}, "5.4.6")
 		if !strings.Contains(bounce, "loops back to myself") {
 			t.Errorf("%s: the bounce does not name the loop:\n%s", to, bounce)

@@ -744,42 +744,43 @@ func (r *Runner) Flush(domain string) int {
 // ErrUnknownID is returned for a valid ID that is not queued.
 var ErrUnknownID = errors.New("queue: no such message")
 
-// Retry makes one message due now.
-func (r *Runner) Retry(id string) error {
+// withItem checks id and runs f on its message (nil when the runner does
+// not hold it) with the runner locked, then wakes the runner.
+func (r *Runner) withItem(id string, f func(it *item) error) error {
 	if err := ValidID(id); err != nil {
 		return err
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	defer r.poke()
-	it := r.items[id]
-	if it == nil {
-		return fmt.Errorf("%w: %s", ErrUnknownID, id)
-	}
-	if !it.busy {
-		it.env.NextAttempt = time.Time{}
-	}
-	return nil
+	return f(r.items[id])
+}
+
+// Retry makes one message due now.
+func (r *Runner) Retry(id string) error {
+	return r.withItem(id, func(it *item) error {
+		if it == nil {
+			return fmt.Errorf("%w: %s", ErrUnknownID, id)
+		}
+		if !it.busy {
+			it.env.NextAttempt = time.Time{}
+		}
+		return nil
+	})
 }
 
 // Delete removes a message without notice to its sender (once its
 // delivery in flight, if any, ends).
 func (r *Runner) Delete(id string) error {
-	if err := ValidID(id); err != nil {
-		return err
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	defer r.poke()
-	it := r.items[id]
-	switch {
-	case it == nil:
+	return r.withItem(id, func(it *item) error {
+		switch {
+		case it == nil:
+		case it.busy:
+			it.del = true
+			return nil
+		default:
+			delete(r.items, id)
+		}
 		return r.Queue.Remove(id)
-	case it.busy:
-		it.del = true
-	default:
-		delete(r.items, id)
-		return r.Queue.Remove(id)
-	}
-	return nil
+	})
 }
