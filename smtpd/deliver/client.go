@@ -44,9 +44,6 @@ const (
 	localAddrsTTL = 10 * time.Second
 )
 
-// IsPermanent is queue.IsPermanent, the one test of permanence.
-var IsPermanent = queue.IsPermanent
-
 // Smarthost is the ISP's relay that takes all outbound mail.
 type Smarthost struct {
 	Addr string // host:port
@@ -276,7 +273,7 @@ func (t *Transport) send(ctx context.Context, j *queue.Job, res []error, relayed
 		if err != nil {
 			t.log().Debug("mail host unusable", "domain", domain, "host", h.host, "err", err)
 			lastErr = err
-			allPerm = allPerm && IsPermanent(err)
+			allPerm = allPerm && queue.IsPermanent(err)
 			continue
 		}
 		if t.Smarthost == nil && t.isSelf(addrs) {
@@ -292,7 +289,7 @@ func (t *Transport) send(ctx context.Context, j *queue.Job, res []error, relayed
 			if err != nil {
 				t.log().Debug("connect", "domain", domain, "host", h.host, "addr", a, "err", err)
 				lastErr = err
-				if IsPermanent(err) {
+				if queue.IsPermanent(err) {
 					break // the host refuses us outright; next MX
 				}
 				continue
@@ -311,10 +308,10 @@ func (t *Transport) send(ctx context.Context, j *queue.Job, res []error, relayed
 		if lastErr == nil {
 			lastErr = temporary("4.4.1", "no mail host of %s could be reached", domain)
 		}
-		if allPerm && IsPermanent(lastErr) && lastErr != selfErr {
+		if allPerm && queue.IsPermanent(lastErr) && lastErr != selfErr {
 			// RFC 5321 5.1: MX records present but none usable is an error.
 			lastErr = &Error{Perm: true, Code: "5.4.4", Msg: "no usable mail host for " + domain + ": " + lastErr.(*Error).Msg}
-		} else if IsPermanent(lastErr) && lastErr != selfErr {
+		} else if queue.IsPermanent(lastErr) && lastErr != selfErr {
 			// One host refused for good, but another failed for a
 			// reason that may pass: retry later.
 			e := *lastErr.(*Error)
@@ -370,7 +367,7 @@ func (t *Transport) transact(ctx context.Context, c *conn, m *message, pending [
 		next = next[:0]
 		for _, i := range pending {
 			res[i] = err
-			if !IsPermanent(err) {
+			if !queue.IsPermanent(err) {
 				next = append(next, i)
 			}
 		}
