@@ -698,6 +698,13 @@ func replyErrorHost(host, what string, err error) *Error {
 // the server offers STARTTLS (and TLS is wanted) it starts TLS. The
 // returned connection replays the greeting, so that the SMTP client can
 // begin the session (its EHLO after TLS is the one RFC 3207 4.2 requires).
+//
+// go-smtp v0.25.1's client has no StartTLS method on an open session: its
+// only way is NewClientStartTLS, which says "EHLO localhost" (the name
+// cannot be set before it runs) and starts the handshake lazily, without
+// the check for plaintext sent after the 220. So the first EHLO and
+// STARTTLS are ours, on the one connection; only a failed handshake
+// costs a second, plain connection (dial).
 func (t *Transport) preamble(ctx context.Context, tc net.Conn, host string, wantTLS bool, timeout time.Duration) (net.Conn, bool, error) {
 	tc.SetDeadline(time.Now().Add(timeout))
 	defer tc.SetDeadline(time.Time{})
