@@ -97,3 +97,31 @@ func TestCountHops(t *testing.T) {
 		}
 	}
 }
+
+// Whatever ValidID accepts names one file inside the queue directories.
+func FuzzValidID(f *testing.F) {
+	f.Add("1772442900.M123456P4242Q17.mail.example.test")
+	f.Add("../../concierge")
+	f.Add(`1.M1P1Q1.a\057b`)
+	f.Fuzz(func(t *testing.T, id string) {
+		if queue.ValidID(id) != nil {
+			return
+		}
+		if id == "." || id == ".." || strings.ContainsAny(id, "/\x00") || filepath.Base(id) != id {
+			t.Fatalf("ValidID accepted %q", id)
+		}
+	})
+}
+
+// CountHops reads headers a sender wrote: it must not fail, and counts
+// at most one hop per line.
+func FuzzCountHops(f *testing.F) {
+	f.Add("Received: a\r\nreceived: b\r\n\r\nReceived: c\r\n")
+	f.Add("Received:" + strings.Repeat("x", 5000) + "\nReceived: y\n\n")
+	f.Add("\r\n")
+	f.Fuzz(func(t *testing.T, msg string) {
+		if n := queue.CountHops(strings.NewReader(msg)); n < 0 || n > strings.Count(msg, "\n")+1 {
+			t.Fatalf("CountHops = %d for %d lines", n, strings.Count(msg, "\n")+1)
+		}
+	})
+}
