@@ -22,6 +22,7 @@ import (
 
 	"concierge/appliance/config"
 	"concierge/internal/durable"
+	"concierge/smtpd/srs"
 )
 
 // Timing of the supervisor.
@@ -49,7 +50,10 @@ type Options struct {
 	Stderr   io.Writer
 }
 
-const pidFile = "concierge.pid"
+const (
+	pidFile    = "concierge.pid"
+	srsKeyFile = "srs.key" // see smtpd/srs
+)
 
 // Serve runs every service until ctx is done.
 func Serve(ctx context.Context, opt Options) error {
@@ -80,7 +84,11 @@ func Serve(ctx context.Context, opt Options) error {
 	}
 	defer unlock()
 
-	env := &Env{DataDir: dataDir, Log: log, Users: NewUsers(cfg)}
+	srsKey, err := srs.LoadKey(filepath.Join(dataDir, srsKeyFile))
+	if err != nil {
+		return err
+	}
+	env := &Env{DataDir: dataDir, Log: log, Users: NewUsers(cfg), SRSKey: srsKey}
 	services := newServices(env)
 	var started []Service
 	stopAll := func() {

@@ -1,6 +1,7 @@
 package appliance
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -8,25 +9,21 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"slices"
-	"strings"
 	"sync/atomic"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"concierge/appliance/config"
 	"concierge/internal/mailaddr"
 	"concierge/smtpd/deliver"
-	"concierge/smtpd/dsn"
 	"concierge/smtpd/queue"
+	"concierge/smtpd/route"
 	"concierge/smtpd/store"
 )
 
 // deliveryService runs the queue runner: it sends queued mail by MX
-// lookup or through the smarthost, and turns failures into bounces that
-// land in local Maildirs or go back into the queue.
+// lookup or through the smarthost, and stores the notices smtpd/route
+// makes of failures into local Maildirs or back into the queue.
 type deliveryService struct {
 	env       *Env
 	cfg       atomic.Pointer[config.Config]
@@ -91,6 +88,7 @@ func (s *deliveryService) Start(ctx context.Context, cfg *config.Config) error {
 	s.cfg.Store(cfg)
 	s.transport.Store(t)
 	s.runner = queue.NewRunner(s.env.Queue, s, s.notify, runnerSettings(cfg), s.env.Log.With("service", "delivery"))
+	s.env.QueueAPI = &Queue{dir: s.env.Queue.Dir, dataDir: s.env.DataDir, runner: s.runner}
 	rctx, cancel := context.WithCancel(context.Background())
 	s.cancel, s.done = cancel, make(chan struct{})
 	go func() {
@@ -141,13 +139,20 @@ func (s *deliveryService) Listening() []string {
 
 // Send implements queue.Sender. Mail for a local domain (queued before a
 // configuration change made the domain local) goes into the Maildirs and
-// never touches the network.
-func (s *deliveryService) Send(ctx context.Context, domain, from string, rcpts []string, body *io.SectionReader) []error {
+// never touches the network. Mail our aliases forward goes out with an
+// SRS sender, so that its bounces come back here.
+func (s *deliveryService) Send(ctx context.Context, j *queue.Job) []queue.Result {
 	cfg := s.cfg.Load()
-	if cfg.IsLocalDomain(domain) {
-		return s.sendLocal(ctx, cfg, from, rcpts, body)
+	dir := newDirectory(s.env, cfg)
+	if dir.IsLocalDomain(j.Domain) {
+		return s.sendLocal(ctx, dir, j)
 	}
-	return s.transport.Load().Send(ctx, domain, from, rcpts, body)
+	if j.Forwarded {
+		fj := *j
+		fj.From = dir.ForwardSender(j.From)
+		j = &fj
+	}
+	return s.transport.Load().Send(ctx, j)
 }
 
 // localError is a failed local delivery.
@@ -165,164 +170,91 @@ func (e *localError) Status() string {
 	return "4.3.0"
 }
 
-func (s *deliveryService) sendLocal(ctx context.Context, cfg *config.Config, from string, rcpts []string, body *io.SectionReader) []error {
-	res := make([]error, len(rcpts))
-	dir := newDirectory(s.env, cfg)
+func (s *deliveryService) sendLocal(ctx context.Context, dir *directory, j *queue.Job) []queue.Result {
+	res := make([]queue.Result, len(j.Rcpts))
 	var maildirs []string
 	var remote []queue.Recipient
-	for i, r := range rcpts {
-		a, err := mailaddr.Parse(r)
+	for i, rc := range j.Rcpts {
+		a, err := mailaddr.Parse(rc.Addr)
 		users, rem, ok := dir.Lookup(a)
 		if err != nil || !ok {
-			res[i] = &localError{perm: true, msg: "<" + r + ">: no such user here"}
+			res[i].Err = &localError{perm: true, msg: "<" + rc.Addr + ">: no such user here"}
 			continue
 		}
+		res[i].Success = "delivered" // RFC 3461 5.2.3
 		for _, u := range users {
-			if md := s.env.MailDir(u); !slices.Contains(maildirs, md) {
+			if md := dir.Maildir(u); !slices.Contains(maildirs, md) {
 				maildirs = append(maildirs, md)
 			}
 		}
 		for _, ra := range rem {
-			remote = append(remote, queue.Recipient{Addr: ra, State: queue.Pending})
+			// RFC 3461 5.2.7: the DSN request goes with the forwarded
+			// copy, which names the address it was for.
+			orcpt := rc.ORcpt
+			if orcpt == "" {
+				orcpt = "rfc822;" + rc.Addr
+			}
+			remote = append(remote, queue.Recipient{Addr: ra, State: queue.Pending, Forwarded: true, Notify: rc.Notify, ORcpt: orcpt})
 		}
 	}
 	if len(maildirs) == 0 && len(remote) == 0 {
 		return res
 	}
-	err := s.store(ctx, from, io.NewSectionReader(body, 0, body.Size()), maildirs, remote)
+	env := &queue.Envelope{From: j.From, Recipients: remote, Ret: j.Ret, EnvID: j.EnvID}
+	err := s.store(ctx, io.NewSectionReader(j.Body, 0, j.Body.Size()), maildirs, env)
 	for i := range res {
-		if res[i] == nil && err != nil {
-			res[i] = &localError{msg: err.Error()}
+		if res[i].Err == nil && err != nil {
+			res[i] = queue.Result{Err: &localError{msg: err.Error()}}
 		}
 	}
 	return res
 }
 
-// store writes a message with the given reverse-path durably into the
-// Maildirs and, for remote recipients, into the queue.
-func (s *deliveryService) store(ctx context.Context, from string, body io.Reader, maildirs []string, remote []queue.Recipient) error {
+// store writes a message with the envelope's reverse-path durably into
+// the Maildirs and, when it has recipients, into the queue.
+func (s *deliveryService) store(ctx context.Context, body io.Reader, maildirs []string, env *queue.Envelope) error {
 	st := s.env.Store
 	m, err := st.Create()
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(m, "Return-Path: <%s>\r\n", from)
+	fmt.Fprintf(m, "Return-Path: <%s>\r\n", env.From)
 	off := m.Size()
 	if _, err := io.Copy(m, body); err != nil {
 		m.Abort()
 		return err
 	}
 	d := store.Delivery{Maildirs: maildirs}
-	if len(remote) > 0 {
-		d.Queue = &queue.Envelope{From: from, Recipients: remote, Received: time.Now().UTC(), BodyOffset: off}
+	if len(env.Recipients) > 0 {
+		env.Received, env.BodyOffset = time.Now().UTC(), off
+		d.Queue = env
 	}
 	return m.Commit(ctx, d)
 }
 
-// notify sends a delivery status notification for a queued message: to a
-// local sender's Maildir, into the queue for a remote sender, and for a
-// bounce that could not be delivered (null sender: a double bounce) to the
-// postmaster's Maildir. Mail is never dropped: without anyone to tell, the
-// error keeps the message in the queue.
+// notify sends a delivery status notification for a queued message;
+// smtpd/route decides where it goes. Mail is never dropped: without
+// anyone to tell, the error keeps the message in the queue.
 func (s *deliveryService) notify(ctx context.Context, n queue.Notice) error {
 	cfg := s.cfg.Load()
-	primary := cfg.PrimaryDomain()
-	if primary == "" {
-		primary = cfg.Hostname
+	msg, done := route.OpenMessage(n.MsgPath)
+	defer done()
+	nt, err := newDirectory(s.env, cfg).Notice(route.NoticeSettings{Hostname: cfg.Hostname, PostmasterCopy: cfg.Delivery.PostmasterCopy}, n, msg)
+	if err != nil || nt == nil {
+		return err
 	}
-	var hdr []byte
-	if f, err := os.Open(n.MsgPath); err == nil {
-		hdr, _ = dsn.Headers(io.NewSectionReader(f, n.Env.BodyOffset, 1<<62))
-		f.Close()
-	}
-	rep := &dsn.Report{ReportingMTA: cfg.Hostname, From: "MAILER-DAEMON@" + primary, To: n.Env.From,
-		QueueID: n.Env.ID, Arrival: n.Env.Received, RetryUntil: n.RetryUntil, Headers: hdr}
-	for _, rc := range n.Recipients {
-		action := dsn.Failed
-		if n.Kind == queue.Delay {
-			action = dsn.Delayed
-		}
-		rep.Recipients = append(rep.Recipients, dsn.Recipient{Addr: rc.Addr, Action: action, Status: rc.Status,
-			Diagnostic: rc.Diagnostic, RemoteMTA: rc.RemoteMTA, Reason: strings.TrimPrefix(rc.LastError, "deliver: "),
-			LastAttempt: rc.LastTry})
-	}
-	pm := cfg.PostmasterUser()
 	var maildirs []string
+	for _, u := range nt.Users {
+		maildirs = append(maildirs, s.env.MailDir(u))
+	}
 	var remote []queue.Recipient
-	double := n.Env.From == ""
-	if !double {
-		a, err := mailaddr.Parse(n.Env.From)
-		switch {
-		case err != nil:
-			double = true
-		case cfg.IsLocalDomain(a.Domain):
-			users, rem, ok := newDirectory(s.env, cfg).Lookup(a)
-			if !ok {
-				double = true
-			}
-			for _, u := range users {
-				maildirs = append(maildirs, s.env.MailDir(u))
-			}
-			for _, r := range rem {
-				remote = append(remote, queue.Recipient{Addr: r, State: queue.Pending})
-			}
-		default:
-			remote = append(remote, queue.Recipient{Addr: a.String(), State: queue.Pending})
-		}
+	for _, r := range nt.Remote {
+		remote = append(remote, queue.Recipient{Addr: r, State: queue.Pending})
 	}
-	if double {
-		if n.Kind == queue.Delay {
-			return nil // nobody to warn; the failure, if it comes, goes to the postmaster
-		}
-		// RFC 5321 6.1 and 6.2: a notice that cannot be delivered goes
-		// to a person, never back into the loop.
-		if pm == "" {
-			return errors.New("delivery: a bounce failed and there is no postmaster user to receive it")
-		}
-		rep.To = "postmaster@" + primary
-		maildirs, remote = []string{s.env.MailDir(pm)}, nil
-	} else if cfg.Delivery.PostmasterCopy && pm != "" && n.Kind == queue.Failure {
-		if md := s.env.MailDir(pm); !slices.Contains(maildirs, md) {
-			maildirs = append(maildirs, md)
-		}
-	}
-	if len(maildirs) == 0 && len(remote) == 0 {
-		return errors.New("delivery: nobody to send the notice to")
-	}
-	err := s.store(ctx, "", strings.NewReader(string(rep.Bytes())), maildirs, remote)
+	err = s.store(ctx, bytes.NewReader(nt.Message), maildirs, &queue.Envelope{Recipients: remote})
 	if err == nil {
-		kind := "bounce"
-		if n.Kind == queue.Delay {
-			kind = "delay warning"
-		}
-		s.env.Log.Info(kind+" sent", "service", "delivery", "id", n.Env.ID, "to", rep.To, "recipients", len(rep.Recipients))
+		kind := map[queue.NoticeKind]string{queue.Failure: "bounce", queue.Delay: "delay warning", queue.Success: "success notice"}[n.Kind]
+		s.env.Log.Info(kind+" sent", "service", "delivery", "id", n.Env.ID, "to", nt.To, "recipients", len(n.Recipients))
 	}
 	return err
-}
-
-// queueDir is the queue directory under a data directory.
-func queueDir(dataDir string) string { return filepath.Join(dataDir, "queue") }
-
-// QueueRequest hands an admin request (queue.ReqFlush, ReqRetry, ReqDel)
-// to the server running on dataDir. It reports false when no server is
-// running; the caller then acts on the queue files itself.
-func QueueRequest(dataDir, kind, arg string) (bool, error) {
-	if !serverRunning(dataDir) {
-		return false, nil
-	}
-	q := &queue.Queue{Dir: queueDir(dataDir)}
-	return true, q.Request(kind, arg)
-}
-
-// serverRunning reports whether a server holds the data directory's PID
-// file lock.
-func serverRunning(dataDir string) bool {
-	f, err := os.Open(filepath.Join(dataDir, pidFile))
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	// The lock is held while a server runs; taking it here (released at
-	// Close) means none does.
-	return unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil
 }

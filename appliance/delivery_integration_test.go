@@ -41,6 +41,15 @@ var zone = []string{
 	// An alias for a mail domain, and an MX whose target is an IP address.
 	"--cname=alias.test,remote.test",
 	"--mx-host=iplit.test," + mx2IP + ",10",
+	// Domains whose MX is the box itself: by its name, and by its address
+	// under another name.
+	"--mx-host=byname.test,mail.example.test,10",
+	"--host-record=mail.example.test," + boxIP,
+	"--mx-host=byaddr.test,other-name.byaddr.test,10",
+	"--host-record=other-name.byaddr.test," + boxIP,
+	// The domain of an outside sender, whose mail host is aHostIP.
+	"--mx-host=faraway.test,mx.faraway.test,10",
+	"--host-record=mx.faraway.test," + aHostIP,
 }
 
 type outLAN struct {
@@ -102,6 +111,23 @@ func (o *outLAN) delivered(t *testing.T, pf *testnet.Postfix, token string, d ti
 		t.Fatalf("not delivered:\n%s\n%s", o.box.CLI("queue", "list"), pf.Log())
 	}
 	return containing(pf.Delivered(""), token)[0]
+}
+
+// bounce waits up to d for a message with token in bob's Maildir and
+// returns it; the test fails with the queue otherwise.
+func (o *outLAN) bounce(t *testing.T, token string, d time.Duration) string {
+	t.Helper()
+	var msg string
+	if !testnet.WaitFor(d, func() bool {
+		m := containing(o.box.MaildirText("bob"), token)
+		if len(m) > 0 {
+			msg = m[0]
+		}
+		return len(m) > 0
+	}) {
+		t.Fatalf("no notice for %s in bob's Maildir:\n%s", token, o.box.CLI("queue", "list"))
+	}
+	return msg
 }
 
 func containing(msgs []string, s string) []string {
@@ -201,17 +227,7 @@ func TestDeliveryImplicitMXAndBounces(t *testing.T) {
 	for _, c := range cases {
 		start := time.Now()
 		token := o.submit(t, c.to)
-		var bounce string
-		ok := testnet.WaitFor(10*time.Second, func() bool {
-			if m := containing(o.box.MaildirText("bob"), token); len(m) > 0 {
-				bounce = m[0]
-				return true
-			}
-			return false
-		})
-		if !ok {
-			t.Fatalf("%s: no bounce in bob's Maildir:\n%s", c.to, o.box.CLI("queue", "list"))
-		}
+		bounce := o.bounce(t, token, 10*time.Second)
 		t.Logf("%s bounced after %v", c.to, time.Since(start).Round(time.Millisecond))
 		checkBounce(t, bounce, token, []string{c.to}, c.status)
 		if !strings.Contains(bounce, c.words) {
@@ -229,7 +245,8 @@ func checkBounce(t *testing.T, bounce, token string, failed []string, status str
 		"From: Mail Delivery System <MAILER-DAEMON@example.test>\r\n",
 		"To: <bob@example.test>\r\n",
 		"Auto-Submitted: auto-replied\r\n",
-		"Content-Type: multipart/report; report-type=delivery-status;",
+		"Content-Type: multipart/report;\r\n",
+		"\treport-type=delivery-status\r\n",
 		"Content-Type: message/delivery-status\r\n",
 		"Reporting-MTA: dns; mail.example.test\r\n",
 		"Content-Type: text/rfc822-headers\r\n",
@@ -815,16 +832,7 @@ func TestDeliverySizeLimit(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("swaks: %v\n%s", err, out)
 	}
-	var bounce string
-	if !testnet.WaitFor(15*time.Second, func() bool {
-		m := containing(o.box.MaildirText("bob"), token)
-		if len(m) > 0 {
-			bounce = m[0]
-		}
-		return len(m) > 0
-	}) {
-		t.Fatalf("no bounce:\n%s", o.box.CLI("queue", "list"))
-	}
+	bounce := o.bounce(t, token, 15*time.Second)
 	checkBounce(t, bounce, token, []string{"x@remote.test"}, "5.3.4")
 	// Our own check, from the SIZE the server announced: the server never
 	// saw a MAIL FROM for it (it would have answered 552).
@@ -936,5 +944,103 @@ func TestDeliveryQueuedForNowLocalDomain(t *testing.T) {
 	}
 	if strings.Count(o.box.Proc.Out.String(), "RCPT TO refused") != 1 {
 		t.Errorf("the network was tried again after the domain became local")
+	}
+}
+
+// Never to ourselves by MX (RFC 5321 5.1): mail for a domain whose mail
+// host is this box, by its name or by one of its addresses, bounces with
+// 5.4.6 at once instead of looping through our own port 25.
+func TestDeliveryNeverToSelf(t *testing.T) {
+	o := newOutLAN(t)
+	o.start()
+	for _, to := range []string{"x@byname.test", "y@byaddr.test"} {
+		token := o.submit(t, to)
+		bounce := o.bounce(t, token, 15*time.Second)
+		checkBounce(t, bounce, token, []string{to}, "5.4.6")
+		if !strings.Contains(bounce, "loops back to myself") {
+			t.Errorf("%s: the bounce does not name the loop:\n%s", to, bounce)
+		}
+	}
+	waitQueueEmpty(t, o.box, 5*time.Second)
+	// Only the two submissions passed the SMTP server: nothing came back
+	// in on our own port 25 (the bounces are stored directly).
+	if n := strings.Count(o.box.Proc.Out.String(), "msg=message "); n != 2 {
+		t.Errorf("%d messages passed the SMTP server, want the 2 submissions", n)
+	}
+}
+
+// SRS (item 5 of issue 9): a stranger's mail to an alias that forwards
+// outside goes out with our SRS sender; a failure of the onward delivery
+// comes back by way of that address and reaches the stranger only
+// through its reversal; a bounce from the next hop to the SRS address is
+// accepted and passed back; a forged SRS address is refused.
+func TestDeliverySRSForwarding(t *testing.T) {
+	o := newOutLAN(t, func(b *testnet.Box) {
+		b.CLI("alias", "add", "fwd@example.test", "x@remote.test")
+		b.CLI("alias", "add", "fwdbad@example.test", "bad@remote.test")
+	})
+	pf := testnet.StartPostfix(t, o.mx2, 25, []string{"remote.test"}, nil,
+		"smtpd_recipient_restrictions = check_recipient_access inline:{ { bad@remote.test = 550 5.1.1 No such user here } }, reject_unauth_destination")
+	far := o.lan.AddHost("faraway", 23)
+	farSink := far.StartSink(25)
+	o.start()
+	send := func(from, to, token string) (string, error) {
+		out, err := o.client.Command("swaks", "--server", boxIP, "--from", from, "--to", to,
+			"--header", tokenHdr+": "+token, "--timeout", "20").CombinedOutput()
+		return string(out), err
+	}
+	token := fmt.Sprintf("tok-%d", time.Now().UnixNano())
+	if out, err := send("stranger@faraway.test", "fwd@example.test,fwdbad@example.test", token); err != nil {
+		t.Fatalf("swaks: %v\n%s", err, out)
+	}
+	msg := o.delivered(t, pf, token, 20*time.Second)
+	rp := regexp.MustCompile(`(?m)^Return-Path: <(SRS0=[^>]+@example\.test)>`).FindStringSubmatch(msg)
+	if rp == nil {
+		t.Fatalf("the forwarded copy did not go out with an SRS sender:\n%s", msg)
+	}
+	srsAddr := rp[1]
+	if !strings.Contains(srsAddr, "=faraway.test=stranger@") {
+		t.Errorf("SRS address %s does not hold the original sender", srsAddr)
+	}
+	// Our bounce for bad@remote.test reaches the stranger's mail host,
+	// with the null sender, naming the alias it was sent to.
+	var bounce string
+	if !testnet.WaitFor(20*time.Second, func() bool {
+		for _, m := range farSink.Messages() {
+			if strings.Contains(m, token) && strings.Contains(m, "Final-Recipient: rfc822; bad@remote.test") {
+				bounce = m
+				return true
+			}
+		}
+		return false
+	}) {
+		t.Fatalf("no bounce reached the original sender:\n%s\n%s", o.box.CLI("queue", "list"), o.box.Proc.Out.String())
+	}
+	for _, want := range []string{"X-Mail-Args: <>", "X-Rcpt-Args: <stranger@faraway.test>", "Original-Recipient: rfc822;fwdbad@example.test",
+		"To: <" + srsAddr[:strings.Index(srsAddr, "=")]} {
+		if !strings.Contains(bounce, want) {
+			t.Errorf("bounce lacks %q:\n%s", want, bounce)
+		}
+	}
+	// The next hop's own bounce to the SRS address comes back to us and
+	// goes on to the stranger.
+	tok2 := token + "-remote-bounce"
+	if out, err := send("<>", srsAddr, tok2); err != nil {
+		t.Fatalf("a bounce to a valid SRS address was refused: %v\n%s", err, out)
+	}
+	if !testnet.WaitFor(20*time.Second, func() bool { return len(containing(farSink.Messages(), tok2)) == 1 }) {
+		t.Fatalf("the bounce to the SRS address did not reach the original sender:\n%s", o.box.CLI("queue", "list"))
+	}
+	// Forged and foreign SRS addresses do not exist.
+	forged := strings.Replace(srsAddr, "=stranger@", "=victim@", 1)
+	for _, to := range []string{forged, "SRS0=aaaaaa=ab=faraway.test=victim@example.test"} {
+		out, err := send("<>", to, token+"-forged")
+		if err == nil || !strings.Contains(out, "550 5.1.1") {
+			t.Errorf("forged SRS address %s: %v\n%s", to, err, out)
+		}
+	}
+	waitQueueEmpty(t, o.box, 10*time.Second)
+	if n := len(containing(farSink.Messages(), token+"-forged")); n != 0 {
+		t.Errorf("mail to a forged SRS address went out")
 	}
 }

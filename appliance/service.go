@@ -37,10 +37,16 @@ type Env struct {
 	// Users checks logins against the live configuration: the one
 	// login check every service uses.
 	Users *Users
+	// SRSKey is the secret of sender rewriting for forwarded mail (see
+	// smtpd/srs), made at the box's first start; nil turns SRS off.
+	SRSKey []byte
 	// Store and Queue are opened by the SMTP service (started first) and
 	// shared with the services that deliver mail out and bounce it.
 	Store *store.Store
 	Queue *queue.Queue
+	// QueueAPI is the admin API of the queue, bound to the running
+	// delivery service (set when it starts); a control socket serves it.
+	QueueAPI *Queue
 }
 
 // MailDir is the Maildir of a user.

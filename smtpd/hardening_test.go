@@ -17,6 +17,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"concierge/smtpd/queue"
 )
 
 // replyReader is a client that sends one command at a time and reads the
@@ -210,8 +212,8 @@ func TestHopLimit(t *testing.T) {
 	}
 	tx := "MAIL FROM:<a@remote.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n"
 	out := dialog(t, s, "EHLO c.test\r\n"+
-		tx+msg(MaxHops, strings.Repeat("Received: in the body\r\n", 100))+
-		tx+msg(MaxHops+1, "")+
+		tx+msg(queue.MaxHops, strings.Repeat("Received: in the body\r\n", 100))+
+		tx+msg(queue.MaxHops+1, "")+
 		tx+msg(120, "")+
 		"QUIT\r\n")
 	if n := strings.Count(strings.ToLower(out), "250 2.0.0 ok: queued"); n != 1 {

@@ -189,6 +189,7 @@ func (s *Server) newLib(kind ListenerKind, set *Settings) *smtp.Server {
 	ls.ReadTimeout = 0 // the front end refreshes an idle deadline per read
 	ls.WriteTimeout = WriteTimeout
 	ls.EnableSMTPUTF8 = true
+	ls.EnableDSN = true // RFC 3461: recorded in the queue envelope (envelope.go)
 	// TLS is run by the front end, so the library never sees a
 	// *tls.Conn; AUTH is refused there on plaintext connections.
 	ls.AllowInsecureAuth = true

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"slices"
 	"strings"
 	"time"
 
@@ -18,7 +17,6 @@ import (
 	"concierge/internal/connlimit"
 	"concierge/internal/mailaddr"
 	"concierge/smtpd/queue"
-	"concierge/smtpd/store"
 )
 
 // Replies, with the RFC that defines each code.
@@ -41,7 +39,7 @@ var (
 	// RFC 3463 5.7.1: a stranger using one of our addresses as sender.
 	errForgedLocalSender = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Sender address is one of this office's own: log in on the submission port (587 or 465) to send as it"}
 	// RFC 5321 6.3, RFC 3463 5.4.6: a mail loop.
-	errTooManyHops = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 4, 6}, Message: fmt.Sprintf("Too many hops: more than %d Received: headers, a mail loop?", MaxHops)}
+	errTooManyHops = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 4, 6}, Message: fmt.Sprintf("Too many hops: more than %d Received: headers, a mail loop?", queue.MaxHops)}
 	// RFC 1870 6.1: too big.
 	errTooBig = &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: "Message size exceeds the limit"}
 	// RFC 5321 4.5.3.1.10: storage trouble is temporary.
@@ -51,11 +49,6 @@ var (
 	errIdleTimeout   = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Idle timeout, closing connection"}
 	errShutdownReply = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "Service shutting down, try again later"}
 )
-
-// MaxHops is the most Received: header fields an incoming message may
-// carry (RFC 5321 6.3: counting them detects loops; Postfix's
-// hop_count_limit is 50 too).
-const MaxHops = 50
 
 func errNoSuchUser(a string) *smtp.SMTPError {
 	// RFC 3463 5.1.1: bad destination mailbox address.
@@ -79,6 +72,7 @@ type rcpt struct {
 	addr   string
 	users  []string
 	remote []string
+	dsn    rcptDSN // RFC 3461 NOTIFY and ORCPT (envelope.go)
 }
 
 // session is one SMTP session after HELO/EHLO.
@@ -94,6 +88,7 @@ type session struct {
 	from  string
 	null  bool
 	rcpts []rcpt
+	dsn   mailDSN // RFC 3461 RET and ENVID (envelope.go)
 }
 
 func (ss *session) relayNet(set *Settings) bool {
@@ -151,6 +146,7 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 		return errTooBig
 	}
 	ss.from, ss.null, ss.rcpts = "", from == "", nil
+	ss.dsn = newMailDSN(opts)
 	if from == "" {
 		if ss.user != "" {
 			return errNotYourAddress
@@ -193,6 +189,7 @@ func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		ss.s.Log.Info("recipient refused", "remote", ss.ip.String(), "from", ss.from, "to", to, "reason", err.Error())
 		return err
 	}
+	r.dsn = newRcptDSN(opts)
 	ss.rcpts = append(ss.rcpts, r)
 	return nil
 }
@@ -268,31 +265,14 @@ func (ss *session) Data(r io.Reader) error {
 		ss.logMessage(id, n, "aborted: "+err.Error())
 		return errReceive
 	}
-	d := store.Delivery{DropDir: set.DropDir}
-	var remote []queue.Recipient
-	for _, rc := range ss.rcpts {
-		for _, u := range rc.users {
-			md := set.Dir.Maildir(u)
-			if !slices.Contains(d.Maildirs, md) {
-				d.Maildirs = append(d.Maildirs, md)
-			}
-		}
-		for _, ra := range rc.remote {
-			if !slices.ContainsFunc(remote, func(q queue.Recipient) bool { return q.Addr == ra }) {
-				remote = append(remote, queue.Recipient{Addr: ra, State: queue.Pending})
-			}
-		}
-	}
-	if len(remote) > 0 {
-		d.Queue = &queue.Envelope{From: ss.from, Recipients: remote, Received: time.Now().UTC(), BodyOffset: bodyOffset, User: ss.user}
-	}
+	d := ss.delivery(set, bodyOffset)
 	if err := m.Commit(context.Background(), d); err != nil {
 		ss.s.Log.Error("delivery failed", "id", id, "err", err)
 		ss.logMessage(id, n, "failed: "+err.Error())
 		return errStorage
 	}
 	ss.s.Messages.Add(1)
-	ss.logMessage(id, n, fmt.Sprintf("accepted: %d mailbox(es), %d queued", len(d.Maildirs), len(remote)))
+	ss.logMessage(id, n, fmt.Sprintf("accepted: %d mailbox(es), %d queued", len(d.Maildirs), queued(d)))
 	ss.fc.queued = id
 	return nil
 }
@@ -373,7 +353,7 @@ func (h *hopCounter) scan(p []byte) error {
 			}
 			h.rcvd = b == field[h.col]
 			if h.rcvd && h.col == len(field)-1 {
-				if h.hops++; h.hops > MaxHops {
+				if h.hops++; h.hops > queue.MaxHops {
 					return errTooManyHops
 				}
 			}

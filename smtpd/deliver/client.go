@@ -11,12 +11,15 @@ import (
 	"net"
 	"net/netip"
 	"net/textproto"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+
+	"concierge/smtpd/queue"
 )
 
 // Client timing and limits; the Transport fields of the same names
@@ -36,6 +39,9 @@ const (
 	// noTLSMemory is how long a host whose STARTTLS failed is spoken to
 	// in plain text without trying TLS again.
 	noTLSMemory = time.Hour
+	// localAddrsTTL is how long the list of our own addresses is
+	// trusted before it is read again.
+	localAddrsTTL = 10 * time.Second
 )
 
 // Smarthost is the ISP's relay that takes all outbound mail.
@@ -67,10 +73,16 @@ type Transport struct {
 	// Timeouts; zero means the constants of the same names.
 	DialTimeout, CommandTimeout, DataTimeout, IdleTimeout time.Duration
 	Log                                                   *slog.Logger
+	// LocalAddrs lists this box's addresses, which no MX host may have.
+	// nil means the addresses of the network interfaces, and every
+	// loopback and unspecified address.
+	LocalAddrs func() []netip.Addr
 
-	mu    sync.Mutex
-	idle  map[string][]*conn   // destination → open connections not in use
-	noTLS map[string]time.Time // host → when its STARTTLS failed
+	mu      sync.Mutex
+	idle    map[string][]*conn   // destination → open connections not in use
+	noTLS   map[string]time.Time // host → when its STARTTLS failed
+	local   []netip.Addr         // cached LocalAddrs
+	localAt time.Time
 }
 
 // conn is one SMTP session with a mail host.
@@ -109,16 +121,19 @@ func or(d, def time.Duration) time.Duration {
 type target struct {
 	host string
 	port string
+	pref uint16
 }
 
-// route returns the hosts to try for domain, best first.
+// route returns the hosts to try for domain, best first. When one MX
+// host is named like us it returns the better ones only, with the loop
+// error that fails the recipients if none of them takes the mail.
 func (t *Transport) route(ctx context.Context, domain string) ([]target, error) {
 	if sh := t.Smarthost; sh != nil {
 		host, port, err := net.SplitHostPort(sh.Addr)
 		if err != nil {
 			return nil, temporary("4.3.5", "smarthost %q: %v", sh.Addr, err)
 		}
-		return []target{{host, port}}, nil
+		return []target{{host: host, port: port}}, nil
 	}
 	mxs, err := t.Resolver.LookupMX(ctx, domain)
 	if err != nil {
@@ -128,11 +143,61 @@ func (t *Transport) route(ctx context.Context, domain string) ([]target, error) 
 	if port == "" {
 		port = "25"
 	}
-	out := make([]target, len(mxs))
-	for i, mx := range mxs {
-		out[i] = target{mx.Host, port}
+	out := make([]target, 0, len(mxs))
+	for _, mx := range mxs {
+		if t.isSelfName(mx.Host) {
+			// RFC 5321 5.1: we are one of the MX hosts; only better
+			// ones (lower preference) may be tried.
+			out = slices.DeleteFunc(out, func(o target) bool { return o.pref >= mx.Pref })
+			return out, loopError(domain, mx.Host)
+		}
+		out = append(out, target{mx.Host, port, mx.Pref})
 	}
 	return out, nil
+}
+
+// loopError fails recipients whose mail would come back to us.
+func loopError(domain, host string) *Error {
+	// RFC 3463 X.4.6: routing loop detected.
+	return permanent("5.4.6", "mail for %s loops back to myself (MX host %s is this box)", domain, host)
+}
+
+func (t *Transport) isSelfName(host string) bool {
+	return t.Hostname != "" && strings.EqualFold(strings.TrimSuffix(host, "."), strings.TrimSuffix(t.Hostname, "."))
+}
+
+// isSelf reports whether one of addrs is ours.
+func (t *Transport) isSelf(addrs []netip.Addr) bool {
+	t.mu.Lock()
+	if t.localAt.IsZero() || time.Since(t.localAt) > localAddrsTTL {
+		t.local, t.localAt = t.localAddrs(), time.Now()
+	}
+	local := t.local
+	t.mu.Unlock()
+	for _, a := range addrs {
+		a = a.Unmap()
+		if t.LocalAddrs == nil && (a.IsLoopback() || a.IsUnspecified()) || slices.Contains(local, a) {
+			return true
+		}
+	}
+	return false
+}
+
+func (t *Transport) localAddrs() []netip.Addr {
+	if t.LocalAddrs != nil {
+		return t.LocalAddrs()
+	}
+	ifas, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil
+	}
+	var out []netip.Addr
+	for _, ifa := range ifas {
+		if p, err := netip.ParsePrefix(ifa.String()); err == nil {
+			out = append(out, p.Addr().Unmap())
+		}
+	}
+	return out
 }
 
 func (t *Transport) key(domain string) string {
@@ -142,14 +207,28 @@ func (t *Transport) key(domain string) string {
 	return strings.ToLower(domain)
 }
 
-// Send delivers one message (body starts at offset 0 of the reader and
-// holds size bytes) to recipients of one domain and returns one result per
-// recipient: nil when delivered, else an *Error. Recipients share one
-// transaction; those refused with 4xx, or whose host was unreachable, are
-// tried on the next MX host.
-func (t *Transport) Send(ctx context.Context, domain, from string, rcpts []string, body *io.SectionReader) []error {
-	res := make([]error, len(rcpts))
-	pending := make([]int, len(rcpts))
+// Send delivers one message to recipients of one domain (queue.Sender)
+// and returns one result per recipient: delivered, or an *Error.
+// Recipients share one transaction; those refused with 4xx, or whose host
+// was unreachable, are tried on the next MX host.
+func (t *Transport) Send(ctx context.Context, j *queue.Job) []queue.Result {
+	out := make([]queue.Result, len(j.Rcpts))
+	res := make([]error, len(j.Rcpts))
+	relayed := make([]bool, len(j.Rcpts))
+	t.send(ctx, j, res, relayed)
+	for i := range out {
+		out[i].Err = res[i]
+		if res[i] == nil && relayed[i] {
+			out[i].Success = "relayed"
+		}
+	}
+	return out
+}
+
+func (t *Transport) send(ctx context.Context, j *queue.Job, res []error, relayed []bool) {
+	domain := j.Domain
+	m := &message{job: j, res: res, relayed: relayed}
+	pending := make([]int, len(j.Rcpts))
 	for i := range pending {
 		pending[i] = i
 	}
@@ -161,7 +240,7 @@ func (t *Transport) Send(ctx context.Context, domain, from string, rcpts []strin
 		if c == nil {
 			break
 		}
-		next, ok := t.transact(ctx, c, from, rcpts, pending, body, res, true)
+		next, ok := t.transact(ctx, c, m, pending, true)
 		if !ok {
 			c.close() // it went stale while idle: not the host's fault
 			continue
@@ -171,14 +250,15 @@ func (t *Transport) Send(ctx context.Context, domain, from string, rcpts []strin
 		t.release(key, c)
 	}
 	if len(pending) == 0 {
-		return res
+		return
 	}
-	hosts, err := t.route(ctx, domain)
-	if err != nil {
+	// selfErr is set once we find ourselves among the MX hosts.
+	hosts, selfErr := t.route(ctx, domain)
+	if selfErr != nil && len(hosts) == 0 {
 		for _, i := range pending {
-			res[i] = err
+			res[i] = selfErr
 		}
-		return res
+		return
 	}
 	var lastErr error
 	allPerm := true // every host unusable for a permanent reason
@@ -193,8 +273,15 @@ func (t *Transport) Send(ctx context.Context, domain, from string, rcpts []strin
 		if err != nil {
 			t.log().Debug("mail host unusable", "domain", domain, "host", h.host, "err", err)
 			lastErr = err
-			allPerm = allPerm && IsPermanent(err)
+			allPerm = allPerm && queue.IsPermanent(err)
 			continue
+		}
+		if t.Smarthost == nil && t.isSelf(addrs) {
+			// RFC 5321 5.1: this host is us; it and every host after
+			// it (no better preference) are not tried.
+			t.log().Warn("MX host is this box; not connecting", "domain", domain, "host", h.host, "addrs", addrs)
+			selfErr = loopError(domain, h.host)
+			break
 		}
 		allPerm = false
 		for _, a := range addrs {
@@ -202,26 +289,29 @@ func (t *Transport) Send(ctx context.Context, domain, from string, rcpts []strin
 			if err != nil {
 				t.log().Debug("connect", "domain", domain, "host", h.host, "addr", a, "err", err)
 				lastErr = err
-				if IsPermanent(err) {
+				if queue.IsPermanent(err) {
 					break // the host refuses us outright; next MX
 				}
 				continue
 			}
 			tried[h.host] = true
-			next, _ := t.transact(ctx, c, from, rcpts, pending, body, res, false)
+			next, _ := t.transact(ctx, c, m, pending, false)
 			pending = next
 			t.release(key, c)
 			break
 		}
 	}
 	if len(pending) > 0 {
+		if lastErr == nil && selfErr != nil {
+			lastErr, allPerm = selfErr, true // we are the best MX: a loop
+		}
 		if lastErr == nil {
 			lastErr = temporary("4.4.1", "no mail host of %s could be reached", domain)
 		}
-		if allPerm && IsPermanent(lastErr) {
+		if allPerm && queue.IsPermanent(lastErr) && lastErr != selfErr {
 			// RFC 5321 5.1: MX records present but none usable is an error.
 			lastErr = &Error{Perm: true, Code: "5.4.4", Msg: "no usable mail host for " + domain + ": " + lastErr.(*Error).Msg}
-		} else if IsPermanent(lastErr) {
+		} else if queue.IsPermanent(lastErr) && lastErr != selfErr {
 			// One host refused for good, but another failed for a
 			// reason that may pass: retry later.
 			e := *lastErr.(*Error)
@@ -238,7 +328,13 @@ func (t *Transport) Send(ctx context.Context, domain, from string, rcpts []strin
 			}
 		}
 	}
-	return res
+}
+
+// message is one Send in progress: the job and its results.
+type message struct {
+	job     *queue.Job
+	res     []error
+	relayed []bool // delivered to a host without DSN
 }
 
 func parsePort(p string) uint16 {
@@ -261,15 +357,17 @@ func (t *Transport) addrs(ctx context.Context, host string) ([]netip.Addr, error
 // records each one's result in res. It returns the recipients to try on
 // another host (temporary failures). ok is false when a reused connection
 // turned out to be dead before the server said anything about the mail.
-func (t *Transport) transact(ctx context.Context, c *conn, from string, rcpts []string, pending []int, body *io.SectionReader, res []error, reused bool) (next []int, ok bool) {
+func (t *Transport) transact(ctx context.Context, c *conn, m *message, pending []int, reused bool) (next []int, ok bool) {
 	stop := context.AfterFunc(ctx, func() { c.raw.Close() })
 	defer stop()
+	j, res := m.job, m.res
+	body := j.Body
 	size := body.Size()
 	failAll := func(err error) []int {
 		next = next[:0]
 		for _, i := range pending {
 			res[i] = err
-			if !IsPermanent(err) {
+			if !queue.IsPermanent(err) {
 				next = append(next, i)
 			}
 		}
@@ -281,11 +379,11 @@ func (t *Transport) transact(ctx context.Context, c *conn, from string, rcpts []
 			Msg: fmt.Sprintf("message of %d bytes exceeds the server's SIZE limit of %d", size, c.maxSize)})
 		return nil, true
 	}
-	opts := &smtp.MailOptions{Size: size}
-	if ok, _ := c.c.Extension("SIZE"); !ok {
-		opts = nil
-	}
-	if err := c.c.Mail(from, opts); err != nil {
+	// go-smtp's client sends SIZE, RET and ENVID only to servers that
+	// offer SIZE and DSN.
+	opts := &smtp.MailOptions{Size: size, Return: smtp.DSNReturn(j.Ret), EnvelopeID: j.EnvID}
+	dsn, _ := c.c.Extension("DSN")
+	if err := c.c.Mail(j.From, opts); err != nil {
 		var se *smtp.SMTPError
 		if reused && (!errors.As(err, &se) || se.Code == 421) {
 			// The server ended the idle session (closed or 421):
@@ -296,7 +394,7 @@ func (t *Transport) transact(ctx context.Context, c *conn, from string, rcpts []
 	}
 	var accepted []int
 	for _, i := range pending {
-		if err := c.c.Rcpt(rcpts[i], nil); err != nil {
+		if err := c.c.Rcpt(j.Rcpts[i].Addr, rcptOptions(j.Rcpts[i])); err != nil {
 			e := replyError(c.host, "RCPT TO refused", err)
 			res[i] = e
 			if !e.Perm {
@@ -338,6 +436,7 @@ func (t *Transport) transact(ctx context.Context, c *conn, from string, rcpts []
 	for _, i := range accepted {
 		if err == nil {
 			res[i] = nil
+			m.relayed[i] = !dsn
 			continue
 		}
 		e := replyError(c.host, "message refused", err)
@@ -350,6 +449,26 @@ func (t *Transport) transact(ctx context.Context, c *conn, from string, rcpts []
 		c.c.Reset()
 	}
 	return next, true
+}
+
+// rcptOptions passes a recipient's DSN parameters on (RFC 3461 5.2.1);
+// go-smtp's client drops them for a server without DSN.
+func rcptOptions(rc queue.Recipient) *smtp.RcptOptions {
+	o := &smtp.RcptOptions{}
+	if rc.Notify != "" {
+		for _, n := range strings.Split(rc.Notify, ",") {
+			o.Notify = append(o.Notify, smtp.DSNNotify(strings.ToUpper(strings.TrimSpace(n))))
+		}
+	}
+	if typ, addr, ok := strings.Cut(rc.ORcpt, ";"); ok && addr != "" {
+		switch strings.ToUpper(typ) {
+		case "RFC822":
+			o.OriginalRecipientType, o.OriginalRecipient = smtp.DSNAddressTypeRFC822, addr
+		case "UTF-8":
+			o.OriginalRecipientType, o.OriginalRecipient = smtp.DSNAddressTypeUTF8, addr
+		}
+	}
+	return o
 }
 
 // healthy reports whether the session can go on after err (the server
@@ -579,6 +698,13 @@ func replyErrorHost(host, what string, err error) *Error {
 // the server offers STARTTLS (and TLS is wanted) it starts TLS. The
 // returned connection replays the greeting, so that the SMTP client can
 // begin the session (its EHLO after TLS is the one RFC 3207 4.2 requires).
+//
+// go-smtp v0.25.1's client has no StartTLS method on an open session: its
+// only way is NewClientStartTLS, which says "EHLO localhost" (the name
+// cannot be set before it runs) and starts the handshake lazily, without
+// the check for plaintext sent after the 220. So the first EHLO and
+// STARTTLS are ours, on the one connection; only a failed handshake
+// costs a second, plain connection (dial).
 func (t *Transport) preamble(ctx context.Context, tc net.Conn, host string, wantTLS bool, timeout time.Duration) (net.Conn, bool, error) {
 	tc.SetDeadline(time.Now().Add(timeout))
 	defer tc.SetDeadline(time.Time{})

@@ -6,7 +6,19 @@
 //
 // Every failure is an *Error that says whether it is permanent (the
 // recipient fails and the sender gets a bounce) or temporary (the queue
-// retries later), with the enhanced status code of RFC 3463.
+// retries later), with the enhanced status code of RFC 3463;
+// queue.IsPermanent is the one test of it.
+//
+// RFC 3461 (DSN): the RET, ENVID, NOTIFY and ORCPT parameters a message
+// came with are passed on to a next hop that offers DSN, which then owes
+// the sender any notice of success. A next hop without DSN gets the
+// message without them, and the result says "relayed": the queue then
+// sends the success notice itself when one was asked for (RFC 3461 5.2.2).
+//
+// Mail is never sent to ourselves: an MX host that is this box (its host
+// name, one of its addresses, or a loopback address) ends the list of
+// hosts to try (RFC 5321 5.1), and when no better host is left the
+// recipients fail with 5.4.6 (a routing loop, RFC 3463).
 package deliver
 
 import (
@@ -58,12 +70,6 @@ func (e *Error) Diagnostic() string { return e.Reply }
 
 // RemoteMTA is the host that answered, for the Remote-MTA of a DSN.
 func (e *Error) RemoteMTA() string { return e.Remote }
-
-// IsPermanent reports whether err is a permanent delivery failure.
-func IsPermanent(err error) bool {
-	var e *Error
-	return errors.As(err, &e) && e.Perm
-}
 
 func temporary(code, format string, args ...any) *Error {
 	return &Error{Code: code, Msg: fmt.Sprintf(format, args...)}

@@ -12,6 +12,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"concierge/internal/testnet"
+	"concierge/smtpd/queue"
 )
 
 // startDNS runs dnsmasq on a free loopback port with the test zone and
@@ -95,10 +96,10 @@ func TestResolver(t *testing.T) {
 		t.Errorf("LookupHost(mxalias.remote.test) = %v, %v", addrs, err)
 	}
 	// An IP address is not a host name (RFC 5321 5.1).
-	if _, err := r.LookupHost(ctx, "127.0.0.11"); !IsPermanent(err) {
+	if _, err := r.LookupHost(ctx, "127.0.0.11"); !queue.IsPermanent(err) {
 		t.Errorf("LookupHost(IP) = %v, want a permanent error", err)
 	}
-	if _, err := r.LookupHost(ctx, "nothere.remote.test"); !IsPermanent(err) {
+	if _, err := r.LookupHost(ctx, "nothere.remote.test"); !queue.IsPermanent(err) {
 		t.Errorf("LookupHost(nonexistent) = %v, want a permanent error", err)
 	}
 

@@ -42,7 +42,18 @@ func reports() map[string]*Report {
 	delay.RetryUntil = arrival.Add(5 * 24 * time.Hour)
 	delay.Recipients = []Recipient{{Addr: "x@remote.test", Action: Delayed, Status: "4.3.0", RemoteMTA: "mx1.remote.test",
 		Diagnostic: "451 4.3.0 Try again later", LastAttempt: sent}}
-	return map[string]*Report{"failure": failure, "nullmx": nullmx, "delay": delay}
+	// RFC 3461: ENVID and ORCPT come back in the report; RET=FULL returns
+	// the whole message.
+	full := base()
+	full.EnvelopeID = "QQ314159"
+	full.Full = []byte(original)
+	full.Recipients = []Recipient{{Original: "rfc822;sales@example.test", Addr: "partner@remote.test", Action: Failed, Status: "5.4.6",
+		Reason: "mail for remote.test loops back to myself (MX host mail.example.test is this box)", LastAttempt: sent}}
+	relayed := base()
+	relayed.EnvelopeID = "QQ271828"
+	relayed.Recipients = []Recipient{{Original: "rfc822;x@remote.test", Addr: "x@remote.test", Action: Relayed, Status: "2.0.0",
+		RemoteMTA: "mx1.remote.test", LastAttempt: sent, Reason: "passed on to a server without DSN"}}
+	return map[string]*Report{"failure": failure, "nullmx": nullmx, "delay": delay, "full": full, "relayed": relayed}
 }
 
 func TestGolden(t *testing.T) {
@@ -91,7 +102,11 @@ func TestStructure(t *testing.T) {
 				status = b.String()
 			}
 		}
-		if len(types) != 3 || !strings.HasPrefix(types[0], "text/plain") || types[1] != "message/delivery-status" || types[2] != "text/rfc822-headers" {
+		third := "text/rfc822-headers"
+		if r.Full != nil {
+			third = "message/rfc822"
+		}
+		if len(types) != 3 || !strings.HasPrefix(types[0], "text/plain") || types[1] != "message/delivery-status" || types[2] != third {
 			t.Errorf("%s: parts %q", name, types)
 		}
 		for _, rc := range r.Recipients {
@@ -99,8 +114,16 @@ func TestStructure(t *testing.T) {
 				t.Errorf("%s: no report for %s in\n%s", name, rc.Addr, status)
 			}
 		}
-		if strings.Contains(string(r.Bytes()), "The body is not copied") {
-			t.Errorf("%s: the original body was copied", name)
+		if copied := strings.Contains(string(r.Bytes()), "The body is not copied"); copied != (r.Full != nil) {
+			t.Errorf("%s: the original body copied: %v, RET=FULL: %v", name, copied, r.Full != nil)
+		}
+		if r.EnvelopeID != "" && !strings.Contains(status, "Original-Envelope-Id: "+r.EnvelopeID+"\r\n") {
+			t.Errorf("%s: no Original-Envelope-Id in\n%s", name, status)
+		}
+		for _, rc := range r.Recipients {
+			if rc.Original != "" && !strings.Contains(status, "Original-Recipient: "+rc.Original+"\r\nFinal-Recipient: rfc822; "+rc.Addr) {
+				t.Errorf("%s: no Original-Recipient for %s in\n%s", name, rc.Addr, status)
+			}
 		}
 	}
 }
@@ -130,7 +153,8 @@ func TestStatusClassFollowsAction(t *testing.T) {
 		a    Action
 		in   string
 		want string
-	}{{Failed, "4.4.7", "5.4.7"}, {Delayed, "5.1.1", "4.1.1"}, {Failed, "", "5.0.0"}, {Failed, "5.1.10", "5.1.10"}} {
+	}{{Failed, "4.4.7", "5.4.7"}, {Delayed, "5.1.1", "4.1.1"}, {Failed, "", "5.0.0"}, {Failed, "5.1.10", "5.1.10"},
+		{Relayed, "", "2.0.0"}, {Delivered, "2.1.5", "2.1.5"}} {
 		if got := statusFor(Recipient{Action: c.a, Status: c.in}); got != c.want {
 			t.Errorf("statusFor(%s, %q) = %q, want %q", c.a, c.in, got, c.want)
 		}

@@ -18,13 +18,79 @@ package queue
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"concierge/internal/durable"
 )
+
+// MaxHops is the most Received: headers a message may arrive with: one
+// with more is in a loop (RFC 5321 6.3; Postfix's hopcount_limit is the
+// same 50). The SMTP server refuses it at DATA (554 5.4.6); the runner,
+// which also sees the Received: header the box added, bounces a queued
+// message with more than MaxHops+1 before sending it.
+const MaxHops = 50
+
+// ErrBadID is the error for a queue ID that is not of the form the store
+// gives messages.
+var ErrBadID = errors.New("queue: not a queue ID")
+
+// ValidID reports whether id has the form of the unique names the store
+// gives messages (seconds.MmicrosPpidQseq.host, store.UniqueName): digits
+// and the letters M, P and Q, then a host name in which '/' and ':' are
+// escaped. Every ID that comes from outside (the admin commands, request
+// files, file names found in env/) passes here before it names a file, so
+// that an ID can never be a path.
+func ValidID(id string) error {
+	if len(id) > 255 || !validID(id) {
+		return fmt.Errorf("%w: %q", ErrBadID, id)
+	}
+	return nil
+}
+
+func validID(id string) bool {
+	secs, rest, ok := strings.Cut(id, ".M")
+	if !ok || !digits(secs) {
+		return false
+	}
+	micros, rest, ok := strings.Cut(rest, "P")
+	if !ok || !digits(micros) {
+		return false
+	}
+	pid, rest, ok := strings.Cut(rest, "Q")
+	if !ok || !digits(pid) {
+		return false
+	}
+	seq, host, ok := strings.Cut(rest, ".")
+	if !ok || !digits(seq) || host == "" {
+		return false
+	}
+	for _, c := range host {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '-', c == '_', c == '\\':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func digits(s string) bool {
+	if s == "" || len(s) > 20 {
+		return false
+	}
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
 
 // Recipient is one recipient and its delivery state.
 type Recipient struct {
@@ -41,6 +107,36 @@ type Recipient struct {
 	RemoteMTA  string `json:"remote_mta,omitempty"`
 	// Notified is set once the sender was told of the failure.
 	Notified bool `json:"notified,omitempty"`
+	// Forwarded is set for an address that an alias of ours forwards
+	// to: its envelope sender is rewritten (SRS) when it goes out.
+	Forwarded bool `json:"forwarded,omitempty"`
+	// Notify is the recipient's RFC 3461 NOTIFY parameter as given
+	// ("NEVER", or a comma list of SUCCESS, FAILURE, DELAY), empty when
+	// the client gave none. ORcpt is its ORCPT parameter, decoded, as
+	// "type;address" (RFC 3461 4.2).
+	Notify string `json:"notify,omitempty"`
+	ORcpt  string `json:"orcpt,omitempty"`
+	// Success says how the recipient was delivered when a success notice
+	// is ours to send: "delivered" (into a mailbox here) or "relayed" (to
+	// a next hop that does not speak DSN).
+	Success string `json:"success,omitempty"`
+}
+
+// Wants reports whether the recipient asked for (or, without NOTIFY,
+// gets by default) a notice of the given kind. RFC 3461 4.1: NEVER asks
+// for none; without NOTIFY a failure is reported and a delay may be; a
+// success notice only when asked for.
+func (rc *Recipient) Wants(kind NoticeKind) bool {
+	if rc.Notify == "" {
+		return kind == Failure || kind == Delay
+	}
+	want := map[NoticeKind]string{Failure: "FAILURE", Delay: "DELAY", Success: "SUCCESS"}[kind]
+	for _, n := range strings.Split(rc.Notify, ",") {
+		if strings.EqualFold(strings.TrimSpace(n), want) {
+			return true
+		}
+	}
+	return false
 }
 
 // State of one recipient.
@@ -69,6 +165,10 @@ type Envelope struct {
 	Warned bool `json:"warned,omitempty"`
 	// User is the authenticated submitter, if any.
 	User string `json:"user,omitempty"`
+	// Ret and EnvID are the RFC 3461 RET ("FULL" or "HDRS") and ENVID
+	// parameters of MAIL FROM, empty when not given.
+	Ret   string `json:"ret,omitempty"`
+	EnvID string `json:"envid,omitempty"`
 }
 
 // Queue is a queue directory.
@@ -125,6 +225,9 @@ func (q *Queue) Save(env *Envelope) error {
 
 // Load reads one envelope.
 func (q *Queue) Load(id string) (*Envelope, error) {
+	if err := ValidID(id); err != nil {
+		return nil, err
+	}
 	b, err := os.ReadFile(q.EnvPath(id))
 	if err != nil {
 		return nil, fmt.Errorf("queue: %w", err)
@@ -144,7 +247,9 @@ func (q *Queue) List() ([]string, error) {
 	}
 	ids := make([]string, 0, len(m))
 	for _, p := range m {
-		ids = append(ids, filepath.Base(p[:len(p)-len(".json")]))
+		if id := filepath.Base(p[:len(p)-len(".json")]); ValidID(id) == nil {
+			ids = append(ids, id)
+		}
 	}
 	return ids, nil
 }
@@ -152,7 +257,10 @@ func (q *Queue) List() ([]string, error) {
 // Remove deletes a message and its envelope (envelope first, so a crash
 // never leaves an envelope without its message).
 func (q *Queue) Remove(id string) error {
-	if err := os.Remove(q.EnvPath(id)); err != nil && !os.IsNotExist(err) {
+	if err := ValidID(id); err != nil {
+		return err
+	}
+	if err := os.Remove(q.EnvPath(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("queue: %w", err)
 	}
 	os.Remove(q.MsgPath(id))
@@ -163,7 +271,7 @@ func (q *Queue) Remove(id string) error {
 // be durable: if the removal is lost in a crash, the message is delivered
 // once more, which RFC 5321 6.1 prefers to losing it.
 func (q *Queue) Done(id string) error {
-	if err := os.Remove(q.EnvPath(id)); err != nil && !os.IsNotExist(err) {
+	if err := os.Remove(q.EnvPath(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("queue: %w", err)
 	}
 	os.Remove(q.MsgPath(id))

@@ -2,8 +2,10 @@ package queue
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -65,14 +67,40 @@ func NextDelay(schedule []time.Duration, attempts int) time.Duration {
 	return schedule[i]
 }
 
-// Sender delivers one message to recipients of one domain and returns one
-// result per recipient: nil when delivered, or an error. An error with a
-// method Permanent() bool that returns true fails the recipient for good;
-// any other error is retried. Errors may also have Status() (RFC 3463),
-// Diagnostic() (the remote reply) and RemoteMTA() methods, which go into
-// the delivery status notification.
+// Job is one delivery attempt: one message to recipients of one domain.
+type Job struct {
+	Domain string
+	// From is the envelope sender as received ("" for the null sender).
+	From string
+	// Forwarded is set when the recipients are addresses our aliases
+	// forward to (the sender may then be rewritten, SRS).
+	Forwarded bool
+	// Rcpts are copies of the recipients, with their DSN parameters.
+	Rcpts []Recipient
+	// Ret and EnvID are the message's DSN parameters (RFC 3461 4.3, 4.4).
+	Ret, EnvID string
+	// Body is the message, from its first header to its end.
+	Body *io.SectionReader
+}
+
+// Result is the outcome for one recipient of a Job.
+type Result struct {
+	// Err is nil when the recipient was delivered. An error for which
+	// IsPermanent is true fails the recipient for good; any other error
+	// is retried. Errors may also have Status() (RFC 3463), Diagnostic()
+	// (the remote reply) and RemoteMTA() methods, which go into the
+	// delivery status notification.
+	Err error
+	// Success, for a delivered recipient, is "delivered" (into a mailbox
+	// here, RFC 3461 5.2.3) or "relayed" (to a next hop without the DSN
+	// extension, RFC 3461 5.2.2): a success notice, if asked for, is then
+	// ours to send. Empty when the next hop took the DSN request over.
+	Success string
+}
+
+// Sender delivers one job and returns one result per recipient, in order.
 type Sender interface {
-	Send(ctx context.Context, domain, from string, rcpts []string, body *io.SectionReader) []error
+	Send(ctx context.Context, j *Job) []Result
 }
 
 // NoticeKind says what a notice reports.
@@ -82,6 +110,7 @@ type NoticeKind int
 const (
 	Failure NoticeKind = iota // the recipients failed for good
 	Delay                     // the recipients are still being retried
+	Success                   // the recipients were delivered and asked to hear of it
 )
 
 // Notice asks for a delivery status notification to the sender (or, for
@@ -104,6 +133,13 @@ type Runner struct {
 	Sender Sender
 	Notify Notifier
 	Log    *slog.Logger
+	// Now is the clock (nil: time.Now); tests set it to check the retry
+	// schedule exactly.
+	Now func() time.Time
+
+	// finished, when set, is called after each attempt is recorded
+	// (tests wait for it).
+	finished func(env Envelope)
 
 	mu      sync.Mutex
 	set     Settings
@@ -122,13 +158,15 @@ type item struct {
 	del     bool // delete when the jobs are done
 	gone    bool // the message file vanished (its commit was undone)
 	pending int  // jobs not finished
-	results map[int]error
+	hops    int  // Received: headers of the message, -1 until counted
+	results map[int]Result
 }
 
 type job struct {
-	it     *item
-	domain string
-	idx    []int // recipient indexes
+	it        *item
+	domain    string
+	forwarded bool
+	idx       []int // recipient indexes
 }
 
 type domainQueue struct {
@@ -152,6 +190,13 @@ func (r *Runner) Configure(set Settings) {
 	r.startWorkers()
 	r.mu.Unlock()
 	r.poke()
+}
+
+func (r *Runner) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
 }
 
 func (r *Runner) settings() Settings {
@@ -180,8 +225,8 @@ func (r *Runner) Run(ctx context.Context) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
-		next := r.dispatch(time.Now())
-		timer.Reset(max(time.Until(next), 10*time.Millisecond))
+		next := r.dispatch(r.now())
+		timer.Reset(max(next.Sub(r.now()), 10*time.Millisecond))
 		select {
 		case <-ctx.Done():
 			r.wg.Wait()
@@ -214,7 +259,7 @@ func (r *Runner) scan() {
 	for _, id := range unknown {
 		env, err := r.Queue.Load(id)
 		if err != nil {
-			if os.IsNotExist(unwrapPath(err)) {
+			if errors.Is(err, fs.ErrNotExist) {
 				continue // delivered and removed meanwhile
 			}
 			r.Log.Error("queue: unreadable envelope left in place", "id", id, "err", err)
@@ -228,29 +273,10 @@ func (r *Runner) scan() {
 		}
 		r.mu.Lock()
 		if r.items[id] == nil {
-			r.items[id] = &item{env: env}
+			r.items[id] = &item{env: env, hops: -1}
 		}
 		r.mu.Unlock()
 	}
-}
-
-func unwrapPath(err error) error {
-	var pe *os.PathError
-	for e := err; e != nil; {
-		if p, ok := e.(*os.PathError); ok {
-			pe = p
-			break
-		}
-		u, ok := e.(interface{ Unwrap() error })
-		if !ok {
-			break
-		}
-		e = u.Unwrap()
-	}
-	if pe != nil {
-		return pe
-	}
-	return err
 }
 
 // Domain is the domain of an address (lower case).
@@ -274,18 +300,24 @@ func (r *Runner) dispatch(now time.Time) time.Time {
 			continue
 		}
 		it.busy = true
-		it.results = map[int]error{}
-		byDomain := map[string][]int{}
-		var order []string
+		it.results = map[int]Result{}
+		// One job per domain, and apart from them the forwarded
+		// recipients of that domain (they go out with another sender).
+		type key struct {
+			domain    string
+			forwarded bool
+		}
+		byDomain := map[key][]int{}
+		var order []key
 		for i, rc := range it.env.Recipients {
 			if rc.State != Pending {
 				continue
 			}
-			d := Domain(rc.Addr)
-			if byDomain[d] == nil {
-				order = append(order, d)
+			k := key{Domain(rc.Addr), rc.Forwarded}
+			if byDomain[k] == nil {
+				order = append(order, k)
 			}
-			byDomain[d] = append(byDomain[d], i)
+			byDomain[k] = append(byDomain[k], i)
 		}
 		if len(order) == 0 {
 			// Nothing to send, only notices owed (after a crash).
@@ -294,13 +326,13 @@ func (r *Runner) dispatch(now time.Time) time.Time {
 			continue
 		}
 		it.pending = len(order)
-		for _, d := range order {
-			dq := r.domains[d]
+		for _, k := range order {
+			dq := r.domains[k.domain]
 			if dq == nil {
 				dq = &domainQueue{}
-				r.domains[d] = dq
+				r.domains[k.domain] = dq
 			}
-			dq.jobs = append(dq.jobs, &job{it: it, domain: d, idx: byDomain[d]})
+			dq.jobs = append(dq.jobs, &job{it: it, domain: k.domain, forwarded: k.forwarded, idx: byDomain[k]})
 		}
 	}
 	r.startWorkers()
@@ -358,47 +390,73 @@ func (r *Runner) worker(d string, dq *domainQueue) {
 	}
 }
 
-func (r *Runner) send(ctx context.Context, j *job) []error {
+// errTooManyHops fails the recipients of a looping message.
+type hopError struct{ hops int }
+
+func (e *hopError) Error() string {
+	return fmt.Sprintf("queue: mail loop: the message passed %d mail servers (the limit is %d)", e.hops, MaxHops)
+}
+func (e *hopError) Permanent() bool { return true }
+func (e *hopError) Status() string  { return "5.4.6" } // RFC 3463: routing loop detected
+
+func (r *Runner) send(ctx context.Context, j *job) []Result {
 	env := j.it.env
-	rcpts := make([]string, len(j.idx))
-	for k, i := range j.idx {
-		rcpts[k] = env.Recipients[i].Addr
+	res := make([]Result, len(j.idx))
+	fail := func(err error) []Result {
+		for k := range res {
+			res[k].Err = err
+		}
+		return res
 	}
-	res := make([]error, len(rcpts))
 	f, err := os.Open(r.Queue.MsgPath(env.ID))
 	if err != nil {
-		if os.IsNotExist(err) {
+		if errors.Is(err, fs.ErrNotExist) {
 			// Seen between the store placing it and undoing a failed
 			// commit: the client was told to try again, so it is not ours.
 			r.mu.Lock()
 			j.it.gone = true
 			r.mu.Unlock()
 		}
-		for k := range res {
-			res[k] = fmt.Errorf("queue: message file: %w", err)
-		}
-		return res
+		return fail(fmt.Errorf("queue: message file: %w", err))
 	}
 	defer f.Close()
 	size := env.Size
 	if fi, err := f.Stat(); err == nil && fi.Size()-env.BodyOffset != size {
 		size = fi.Size() - env.BodyOffset
 	}
-	out := r.Sender.Send(ctx, j.domain, env.From, rcpts, io.NewSectionReader(f, env.BodyOffset, size))
+	body := io.NewSectionReader(f, env.BodyOffset, size)
+	r.mu.Lock()
+	hops := j.it.hops
+	r.mu.Unlock()
+	if hops < 0 {
+		hops = CountHops(io.NewSectionReader(body, 0, size))
+		r.mu.Lock()
+		j.it.hops = hops
+		r.mu.Unlock()
+	}
+	if hops > MaxHops+1 { // one of them is our own
+		return fail(&hopError{hops})
+	}
+	sj := &Job{Domain: j.domain, From: env.From, Forwarded: j.forwarded, Ret: env.Ret, EnvID: env.EnvID, Body: body}
+	for _, i := range j.idx {
+		sj.Rcpts = append(sj.Rcpts, env.Recipients[i])
+	}
+	out := r.Sender.Send(ctx, sj)
 	copy(res, out)
 	return res
 }
 
-type permanent interface{ Permanent() bool }
-
-// IsPermanent reports whether a Sender's error fails the recipient.
+// IsPermanent reports whether a delivery error fails the recipient for
+// good: it, or an error it wraps, has a Permanent method that says so.
+// It is the one test of permanence for every part of delivery.
 func IsPermanent(err error) bool {
-	p, ok := err.(permanent)
-	return ok && p.Permanent()
+	var p interface{ Permanent() bool }
+	return errors.As(err, &p) && p.Permanent()
 }
 
 func errText[T any](err error, get func(T) string) string {
-	if v, ok := err.(T); ok {
+	var v T
+	if errors.As(err, &v) {
 		return get(v)
 	}
 	return ""
@@ -417,6 +475,9 @@ func (r *Runner) finish(it *item) {
 	r.mu.Unlock()
 	env := it.env
 	id := env.ID
+	if r.finished != nil {
+		defer func() { r.finished(*env) }()
+	}
 	if gone {
 		r.Log.Warn("queue: message file gone; envelope removed", "id", id)
 	}
@@ -425,9 +486,11 @@ func (r *Runner) finish(it *item) {
 		r.drop(id)
 		return
 	}
-	now := time.Now().UTC()
-	for i, err := range results {
+	now := r.now().UTC()
+	var succeeded []Recipient
+	for i, res := range results {
 		rc := &env.Recipients[i]
+		err := res.Err
 		if ctx.Err() != nil && err != nil && !IsPermanent(err) {
 			continue // interrupted by shutdown: not an attempt
 		}
@@ -435,7 +498,11 @@ func (r *Runner) finish(it *item) {
 		rc.LastTry = now
 		if err == nil {
 			rc.State, rc.LastError, rc.Status, rc.Diagnostic = Delivered, "", "", ""
+			rc.Success = res.Success
 			r.Log.Info("delivered", "id", id, "to", rc.Addr)
+			if res.Success != "" && rc.Wants(Success) && env.From != "" {
+				succeeded = append(succeeded, *rc)
+			}
 			continue
 		}
 		rc.LastError = err.Error()
@@ -473,11 +540,25 @@ func (r *Runner) finish(it *item) {
 		pending++
 		attempts = max(attempts, rc.Attempts)
 	}
-	var failed []Recipient
+	if len(succeeded) > 0 {
+		// RFC 3461 5.2.2 and 5.2.3: the success notice is ours. It is
+		// sent once: a crash before the envelope is saved repeats the
+		// delivery, and with it the notice.
+		if err := r.notify(ctx, Notice{Kind: Success, Env: *env, Recipients: succeeded, MsgPath: r.Queue.MsgPath(id)}); err != nil {
+			r.Log.Error("success notice not sent", "id", id, "err", err)
+		}
+	}
+	var failed, told []Recipient
 	for _, rc := range env.Recipients {
 		if rc.State == Failed && !rc.Notified {
-			failed = append(failed, rc)
+			told = append(told, rc)
+			if rc.Wants(Failure) {
+				failed = append(failed, rc)
+			}
 		}
+	}
+	if len(told) > len(failed) {
+		r.Log.Info("failure not reported: the sender asked not to hear of it (NOTIFY)", "id", id, "recipients", len(told)-len(failed))
 	}
 	if pending == 0 && len(failed) == 0 {
 		if err := r.Queue.Done(id); err != nil {
@@ -497,11 +578,12 @@ func (r *Runner) finish(it *item) {
 		if err != nil {
 			notifyOK = false
 			r.Log.Error("bounce not sent; trying again later", "id", id, "err", err)
-		} else {
-			for i := range env.Recipients {
-				if env.Recipients[i].State == Failed {
-					env.Recipients[i].Notified = true
-				}
+		}
+	}
+	if notifyOK {
+		for i := range env.Recipients {
+			if env.Recipients[i].State == Failed {
+				env.Recipients[i].Notified = true
 			}
 		}
 	}
@@ -513,12 +595,15 @@ func (r *Runner) finish(it *item) {
 	if pending > 0 && set.WarnAfter > 0 && age >= set.WarnAfter && !env.Warned && env.From != "" {
 		var delayed []Recipient
 		for _, rc := range env.Recipients {
-			if rc.State == Pending {
+			if rc.State == Pending && rc.Wants(Delay) {
 				delayed = append(delayed, rc)
 			}
 		}
-		err := r.notify(ctx, Notice{Kind: Delay, Env: *env, Recipients: delayed, MsgPath: r.Queue.MsgPath(id),
-			RetryUntil: env.Received.Add(set.GiveUpAfter)})
+		var err error
+		if len(delayed) > 0 {
+			err = r.notify(ctx, Notice{Kind: Delay, Env: *env, Recipients: delayed, MsgPath: r.Queue.MsgPath(id),
+				RetryUntil: env.Received.Add(set.GiveUpAfter)})
+		}
 		if err != nil {
 			r.Log.Error("delay warning not sent", "id", id, "err", err)
 		} else {
@@ -559,8 +644,21 @@ const (
 	ReqDel   = "del"   // arg: a queue ID
 )
 
-// Request asks a running runner to act on the queue.
+// Request asks a running runner to act on the queue. IDs are checked
+// here and again by the runner that reads the request.
 func (q *Queue) Request(kind, arg string) error {
+	switch kind {
+	case ReqRetry, ReqDel:
+		if err := ValidID(arg); err != nil {
+			return err
+		}
+	case ReqFlush:
+		if strings.ContainsAny(arg, " \t\r\n/") {
+			return fmt.Errorf("queue: not a domain: %q", arg)
+		}
+	default:
+		return fmt.Errorf("queue: unknown request %q", kind)
+	}
 	name := fmt.Sprintf("%d.%d", time.Now().UnixNano(), os.Getpid())
 	tmp := filepath.Join(q.Dir, "tmp", "req."+name)
 	if err := os.WriteFile(tmp, []byte(kind+" "+arg+"\n"), 0o600); err != nil {
@@ -572,53 +670,117 @@ func (q *Queue) Request(kind, arg string) error {
 	return nil
 }
 
+// maxRequest bounds a request file (a kind and an ID or domain).
+const maxRequest = 512
+
 // requests carries out and removes the admin requests in req/.
 func (r *Runner) requests() {
 	files, _ := filepath.Glob(filepath.Join(r.Queue.Dir, "req", "*"))
 	slices.Sort(files)
 	for _, f := range files {
-		b, err := os.ReadFile(f)
+		b, err := readSmall(f, maxRequest)
 		os.Remove(f)
 		if err != nil {
+			r.Log.Warn("queue request unreadable", "file", filepath.Base(f), "err", err)
 			continue
 		}
 		kind, arg, _ := strings.Cut(strings.TrimSpace(string(b)), " ")
+		arg = strings.TrimSpace(arg)
 		r.Log.Info("queue request", "kind", kind, "arg", arg)
-		r.apply(kind, strings.TrimSpace(arg))
+		if err := r.apply(kind, arg); err != nil {
+			r.Log.Warn("queue request refused", "kind", kind, "arg", arg, "err", err)
+		}
 	}
 }
 
-func (r *Runner) apply(kind, arg string) {
+func readSmall(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err == nil && int64(len(b)) > limit {
+		err = fmt.Errorf("longer than %d bytes", limit)
+	}
+	return b, err
+}
+
+func (r *Runner) apply(kind, arg string) error {
+	switch kind {
+	case ReqFlush:
+		r.Flush(arg)
+		return nil
+	case ReqRetry:
+		return r.Retry(arg)
+	case ReqDel:
+		return r.Delete(arg)
+	}
+	return fmt.Errorf("queue: unknown request %q", kind)
+}
+
+// Flush makes every message due now, or those with a pending recipient
+// at domain; it returns how many.
+func (r *Runner) Flush(domain string) int {
+	domain = strings.ToLower(domain)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	defer r.poke()
-	switch kind {
-	case ReqFlush:
-		arg = strings.ToLower(arg)
-		for _, it := range r.items {
-			if it.busy {
-				continue
-			}
-			if arg == "" || slices.ContainsFunc(it.env.Recipients, func(rc Recipient) bool {
-				return rc.State == Pending && Domain(rc.Addr) == arg
-			}) {
-				it.env.NextAttempt = time.Time{}
-			}
+	n := 0
+	for _, it := range r.items {
+		if it.busy {
+			continue
 		}
-	case ReqRetry:
-		if it := r.items[arg]; it != nil && !it.busy {
+		if domain == "" || slices.ContainsFunc(it.env.Recipients, func(rc Recipient) bool {
+			return rc.State == Pending && Domain(rc.Addr) == domain
+		}) {
 			it.env.NextAttempt = time.Time{}
-		}
-	case ReqDel:
-		it := r.items[arg]
-		switch {
-		case it == nil:
-			r.Queue.Remove(arg)
-		case it.busy:
-			it.del = true
-		default:
-			r.Queue.Remove(arg)
-			delete(r.items, arg)
+			n++
 		}
 	}
+	return n
+}
+
+// ErrUnknownID is returned for a valid ID that is not queued.
+var ErrUnknownID = errors.New("queue: no such message")
+
+// withItem checks id and runs f on its message (nil when the runner does
+// not hold it) with the runner locked, then wakes the runner.
+func (r *Runner) withItem(id string, f func(it *item) error) error {
+	if err := ValidID(id); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	defer r.poke()
+	return f(r.items[id])
+}
+
+// Retry makes one message due now.
+func (r *Runner) Retry(id string) error {
+	return r.withItem(id, func(it *item) error {
+		if it == nil {
+			return fmt.Errorf("%w: %s", ErrUnknownID, id)
+		}
+		if !it.busy {
+			it.env.NextAttempt = time.Time{}
+		}
+		return nil
+	})
+}
+
+// Delete removes a message without notice to its sender (once its
+// delivery in flight, if any, ends).
+func (r *Runner) Delete(id string) error {
+	return r.withItem(id, func(it *item) error {
+		switch {
+		case it == nil:
+		case it.busy:
+			it.del = true
+			return nil
+		default:
+			delete(r.items, id)
+		}
+		return r.Queue.Remove(id)
+	})
 }

@@ -3,7 +3,6 @@ package queue
 import (
 	"context"
 	"fmt"
-	"io"
 	"sync"
 	"testing"
 	"time"
@@ -16,27 +15,44 @@ func (tempErr) Error() string   { return "451 4.3.0 try later" }
 func (tempErr) Permanent() bool { return false }
 
 // scripted answers each Send with the next result of its script and
-// records when it was called.
+// records when (by its clock) it was called.
 type scripted struct {
 	mu     sync.Mutex
+	now    func() time.Time
 	calls  []time.Time
+	jobs   []*Job
 	script []error
 }
 
-func (s *scripted) Send(ctx context.Context, domain, from string, rcpts []string, body *io.SectionReader) []error {
+func (s *scripted) Send(ctx context.Context, j *Job) []Result {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.calls = append(s.calls, time.Now())
+	now := time.Now()
+	if s.now != nil {
+		now = s.now()
+	}
+	s.calls = append(s.calls, now)
+	s.jobs = append(s.jobs, j)
 	var err error
 	if len(s.script) > 0 {
 		err, s.script = s.script[0], s.script[1:]
 	}
-	out := make([]error, len(rcpts))
+	out := make([]Result, len(j.Rcpts))
 	for i := range out {
-		out[i] = err
+		out[i].Err = err
 	}
 	return out
 }
+
+// fakeClock is a clock the test moves.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *fakeClock) Set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }
+func testID(n int) string            { return fmt.Sprintf("1772442900.M%dP1Q%d.mail.example.test", n, n) }
 
 func (s *scripted) n() int { s.mu.Lock(); defer s.mu.Unlock(); return len(s.calls) }
 
@@ -47,37 +63,59 @@ func enqueue(t *testing.T, q *Queue, env *Envelope) {
 	}
 }
 
+// The retry schedule is kept exactly: with an injected clock, every
+// attempt happens at the moment the schedule names, and the last wait
+// repeats.
 func TestRunnerRetriesOnSchedule(t *testing.T) {
 	q, err := Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &scripted{script: []error{tempErr{}, tempErr{}, tempErr{}, nil}}
+	start := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+	clock := &fakeClock{t: start}
+	s := &scripted{now: clock.Now, script: []error{tempErr{}, tempErr{}, tempErr{}, nil}}
 	set := DefaultSettings()
-	set.Schedule = []time.Duration{200 * time.Millisecond, 400 * time.Millisecond}
+	set.Schedule = []time.Duration{time.Minute, 5 * time.Minute}
 	var notices []Notice
 	r := NewRunner(q, s, func(ctx context.Context, n Notice) error { notices = append(notices, n); return nil }, set, nil)
-	enqueue(t, q, &Envelope{ID: "m1", From: "a@x.test", Recipients: []Recipient{{Addr: "b@y.test", State: Pending}}, Received: time.Now()})
+	r.Now = clock.Now
+	attempts := make(chan Envelope, 10)
+	r.finished = func(env Envelope) { attempts <- env }
+	enqueue(t, q, &Envelope{ID: testID(1), From: "a@x.test", Recipients: []Recipient{{Addr: "b@y.test", State: Pending}}, Received: start})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { r.Run(ctx); close(done) }()
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		if ids, _ := q.List(); len(ids) == 0 {
-			break
+	var next []time.Time
+	for range 4 {
+		select {
+		case env := <-attempts:
+			next = append(next, env.NextAttempt)
+			if env.Recipients[0].State == Pending {
+				clock.Set(env.NextAttempt) // the retry falls due
+				r.poke()
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no attempt after %d", len(next))
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
 	cancel()
 	<-done
-	if s.n() != 4 {
-		t.Fatalf("%d attempts, want 4", s.n())
+	want := []time.Time{start, start.Add(time.Minute), start.Add(6 * time.Minute), start.Add(11 * time.Minute)}
+	if len(s.calls) != len(want) {
+		t.Fatalf("%d attempts, want %d", len(s.calls), len(want))
 	}
-	for i, want := range []time.Duration{200, 400, 400} {
-		gap := s.calls[i+1].Sub(s.calls[i])
-		if gap < want*time.Millisecond || gap > want*time.Millisecond+150*time.Millisecond {
-			t.Errorf("gap %d = %v, want %vms", i, gap, want)
+	for i, w := range want {
+		if !s.calls[i].Equal(w) {
+			t.Errorf("attempt %d at %v, want %v", i+1, s.calls[i].Sub(start), w.Sub(start))
 		}
+	}
+	for i, w := range want[1:] {
+		if !next[i].Equal(w) {
+			t.Errorf("after attempt %d the next was set for %v, want %v", i+1, next[i].Sub(start), w.Sub(start))
+		}
+	}
+	if ids, _ := q.List(); len(ids) != 0 {
+		t.Errorf("delivered message left in the queue: %v", ids)
 	}
 	if len(notices) != 0 {
 		t.Errorf("notices: %v", notices)
@@ -107,7 +145,7 @@ func TestRunnerReportsPermanentFailure(t *testing.T) {
 		mu.Unlock()
 		return nil
 	}, DefaultSettings(), nil)
-	enqueue(t, q, &Envelope{ID: "m2", From: "a@x.test", Recipients: []Recipient{{Addr: "b@y.test", State: Pending}}, Received: time.Now()})
+	enqueue(t, q, &Envelope{ID: testID(2), From: "a@x.test", Recipients: []Recipient{{Addr: "b@y.test", State: Pending}}, Received: time.Now()})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { r.Run(ctx); close(done) }()
@@ -133,13 +171,14 @@ func TestRunnerReportsPermanentFailure(t *testing.T) {
 }
 
 // blocking holds every Send until its context ends.
-type blocking struct{}
+type blocking struct{ started chan struct{} }
 
-func (blocking) Send(ctx context.Context, domain, from string, rcpts []string, body *io.SectionReader) []error {
+func (b blocking) Send(ctx context.Context, j *Job) []Result {
+	b.started <- struct{}{}
 	<-ctx.Done()
-	out := make([]error, len(rcpts))
+	out := make([]Result, len(j.Rcpts))
 	for i := range out {
-		out[i] = tempErr{}
+		out[i].Err = tempErr{}
 	}
 	return out
 }
@@ -153,14 +192,15 @@ func TestRunnerStopsPromptly(t *testing.T) {
 	}
 	set := DefaultSettings()
 	set.MaxConnsPerDomain = 1
-	r := NewRunner(q, blocking{}, nil, set, nil)
+	started := make(chan struct{}, 5)
+	r := NewRunner(q, blocking{started}, nil, set, nil)
 	for i := range 5 {
-		enqueue(t, q, &Envelope{ID: fmt.Sprintf("s%d", i), From: "a@x.test", Recipients: []Recipient{{Addr: "b@y.test", State: Pending}}, Received: time.Now()})
+		enqueue(t, q, &Envelope{ID: testID(10 + i), From: "a@x.test", Recipients: []Recipient{{Addr: "b@y.test", State: Pending}}, Received: time.Now()})
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { r.Run(ctx); close(done) }()
-	time.Sleep(200 * time.Millisecond)
+	<-started // one delivery in flight, four waiting for the domain's connection
 	start := time.Now()
 	cancel()
 	select {

@@ -107,7 +107,7 @@ func runConcierge(t *testing.T, box *testnet.Box, count func() int, rss *int64) 
 	body := strings.Repeat("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ!#\r\n", size/66)
 	now := time.Now().UTC()
 	for i := 0; i < *messages; i++ {
-		id := fmt.Sprintf("bench.%d.%d", now.UnixNano(), i)
+		id := fmt.Sprintf("%d.M%dP%dQ%d.bench", now.Unix(), now.Nanosecond()/1000, os.Getpid(), i) // queue.ValidID
 		head := "Return-Path: <bob@example.test>\r\n"
 		msg := head + "Received: from client ([" + subnet + ".10])\r\n\tby mail.example.test (Concierge) with ESMTP id " + id + "\r\n" +
 			"From: bob@example.test\r\nTo: x@bench.test\r\nSubject: bench " + strconv.Itoa(i) + "\r\n\r\n" + body
