@@ -9,28 +9,14 @@ import (
 	"net"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"concierge/internal/testnet"
 )
 
 // logSink collects a server's log for tests that look for a line.
-type logSink struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logSink) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logSink) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type logSink = testnet.SafeBuffer
 
 // panicky is an Authenticator with a bug: it panics for user "boom".
 type panicky struct{ users }

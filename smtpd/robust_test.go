@@ -8,33 +8,18 @@ import (
 	"net"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"concierge/internal/connlimit"
 	"concierge/internal/mailaddr"
+	"concierge/internal/testnet"
 	"concierge/smtpd/queue"
 	"concierge/smtpd/store"
 )
 
 // logSink collects a server's log for tests that look for a line.
-type logSink struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logSink) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logSink) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type logSink = testnet.SafeBuffer
 
 // buggyDir is a Directory with a bug: looking up "boom" panics.
 type buggyDir struct{ staticDir }

@@ -26,7 +26,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -36,7 +35,6 @@ import (
 	"time"
 
 	"concierge/internal/bench/measure"
-	"concierge/internal/testnet"
 )
 
 var (
@@ -80,42 +78,7 @@ func outer() error {
 	if _, err := exec.LookPath("ip"); err != nil {
 		return fmt.Errorf("needs ip (apt-get install iproute2): %v", err)
 	}
-	work, err := os.MkdirTemp("/tmp", "authbench-")
-	if err != nil {
-		return err
-	}
-	if !*keep {
-		defer os.RemoveAll(work)
-	}
-	root, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}").Output()
-	if err != nil {
-		return fmt.Errorf("go list -m: %v", err)
-	}
-	bin := filepath.Join(work, "concierge")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/concierge")
-	build.Dir = strings.TrimSpace(string(root))
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build: %v\n%s", err, out)
-	}
-	ns := fmt.Sprintf("authbench%d", os.Getpid())
-	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
-		return fmt.Errorf("ip netns add: %v %s", err, out)
-	}
-	cleanup := func() { testnet.DeleteNamespaces(ns) }
-	defer cleanup()
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-	go func() { <-sig; cleanup(); os.RemoveAll(work); os.Exit(1) }()
-	exec.Command("ip", "-n", ns, "link", "set", "lo", "up").Run()
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	cmd := exec.Command("ip", append([]string{"netns", "exec", ns, self}, os.Args[1:]...)...)
-	cmd.Env = append(os.Environ(), innerEnv+"="+work)
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	return cmd.Run()
+	return measure.InNamespace("authbench", innerEnv, *keep, 0o700)
 }
 
 func inner(work string) error {

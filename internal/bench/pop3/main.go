@@ -30,17 +30,14 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"concierge/internal/bench/measure"
 	"concierge/internal/maildir"
-	"concierge/internal/testnet"
 	"concierge/pop3d"
 )
 
@@ -88,43 +85,8 @@ func outer() error {
 			return fmt.Errorf("needs %s (apt-get install iproute2 dovecot-pop3d openssl python3): %v", tool, err)
 		}
 	}
-	work, err := os.MkdirTemp("/tmp", "pop3bench-")
-	if err != nil {
-		return err
-	}
-	os.Chmod(work, 0o755) // Dovecot's mail user must reach its Maildir
-	if !*keep {
-		defer os.RemoveAll(work)
-	}
-	root, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}").Output()
-	if err != nil {
-		return fmt.Errorf("go list -m: %v", err)
-	}
-	bin := filepath.Join(work, "concierge")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/concierge")
-	build.Dir = strings.TrimSpace(string(root))
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build: %v\n%s", err, out)
-	}
-	ns := fmt.Sprintf("pop3bench%d", os.Getpid())
-	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
-		return fmt.Errorf("ip netns add: %v %s", err, out)
-	}
-	cleanup := func() { testnet.DeleteNamespaces(ns) }
-	defer cleanup()
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-	go func() { <-sig; cleanup(); os.RemoveAll(work); os.Exit(1) }()
-	exec.Command("ip", "-n", ns, "link", "set", "lo", "up").Run()
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	cmd := exec.Command("ip", append([]string{"netns", "exec", ns, self}, os.Args[1:]...)...)
-	cmd.Env = append(os.Environ(), innerEnv+"="+work)
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	return cmd.Run()
+	// 0755: Dovecot's mail user must reach its Maildir.
+	return measure.InNamespace("pop3bench", innerEnv, *keep, 0o755)
 }
 
 // server is one of the two POP3 servers under test.
