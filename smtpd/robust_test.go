@@ -148,6 +148,11 @@ func TestPanicInHandlerEndsOnlyThatSession(t *testing.T) {
 		}
 		waitConns(t, s, 1)
 	}
+	// The library logs (and so counts) a panic after closing the
+	// connection: wait for the second log line.
+	if !sink.Wait(10*time.Second, nil, func(l string) bool { return strings.Count(l, "panic: connection closed") == 2 }) {
+		t.Fatalf("two panics not logged:\n%s", sink.String())
+	}
 	log := sink.String()
 	for _, want := range []string{`level=ERROR msg="panic: connection closed"`, "assignment to entry in nil map", "buggyDir.Lookup", "port=smtp"} {
 		if !strings.Contains(log, want) {
