@@ -27,7 +27,7 @@ type nbtService struct {
 	mu      sync.Mutex
 	cur     config.NBT
 	srv     *nameservice.Server
-	ifaces  string // the interfaces srv was started on, as compared by watch
+	ifaces  string        // the interfaces srv was started on, as compared by watch
 	stopped chan struct{} // closed by Stop; ends the watch loop
 }
 
