@@ -42,6 +42,7 @@ type Config struct {
 	Delivery Delivery `json:"delivery"`
 	POP3     POP3     `json:"pop3"`
 	NBT      NBT      `json:"nbt"`
+	Admin    Admin    `json:"admin"`
 }
 
 // Domain is one mail domain.
@@ -60,6 +61,12 @@ type User struct {
 type Alias struct {
 	Address string   `json:"address"`
 	Targets []string `json:"targets"`
+}
+
+// Admin holds the login of the setup page. An empty PasswordHash means
+// the first-run setup is not done yet.
+type Admin struct {
+	PasswordHash string `json:"password_hash" secret:"true"`
 }
 
 // Default returns the configuration a new box starts with.
@@ -225,6 +232,9 @@ func (c *Config) Validate() Errors {
 	errs = append(errs, c.Delivery.validate("delivery")...)
 	errs = append(errs, c.POP3.validate("pop3")...)
 	errs = append(errs, c.NBT.validate("nbt")...)
+	if h := c.Admin.PasswordHash; h != "" && !IsPasswordHash(h) {
+		add(fieldErr("admin.password_hash", "is not an argon2id or bcrypt hash"))
+	}
 	return errs
 }
 
