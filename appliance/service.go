@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 
 	"concierge/appliance/config"
+	"concierge/appliance/control"
 	"concierge/smtpd/queue"
 	"concierge/smtpd/store"
 )
@@ -47,6 +48,9 @@ type Env struct {
 	// QueueAPI is the admin API of the queue, bound to the running
 	// delivery service (set when it starts); a control socket serves it.
 	QueueAPI *Queue
+	// Control is the control API of the running server, which the setup
+	// page calls in process.
+	Control control.Caller
 }
 
 // MailDir is the Maildir of a user.
