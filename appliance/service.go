@@ -45,12 +45,9 @@ type Env struct {
 	// shared with the services that deliver mail out and bounce it.
 	Store *store.Store
 	Queue *queue.Queue
-	// QueueAPI is the admin API of the queue, bound to the running
-	// delivery service (set when it starts); a control socket serves it.
-	QueueAPI *Queue
-	// Control is the control API of the running server, which the setup
-	// page calls in process.
-	Control control.Caller
+	// Control is the control API of the box (appliance/control): the
+	// setup page calls it, and services publish their events on it.
+	Control *control.Service
 }
 
 // MailDir is the Maildir of a user.

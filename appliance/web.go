@@ -45,9 +45,18 @@ type webListener struct {
 // The web listeners, in the order they are listed.
 var webListeners = []string{"https", "http", "dev"}
 
+// webPages holds the one setup page of each Env: a restart of the
+// services makes a new webService, but the page and its sessions stay, so
+// the admin who asked for the restart stays logged in.
+var webPages sync.Map // *Env → *web.Server
+
 func newWebService(env *Env) Service {
 	s := &webService{env: env, addrs: map[string]string{}, servers: map[string]*webListener{}}
-	s.page = web.New(web.Options{Control: env.Control, Log: env.Log.With("service", "web")})
+	page, ok := webPages.Load(env)
+	if !ok {
+		page, _ = webPages.LoadOrStore(env, web.New(web.Options{Control: env.Control, Log: env.Log.With("service", "web")}))
+	}
+	s.page = page.(*web.Server)
 	return s
 }
 

@@ -43,6 +43,7 @@ type Config struct {
 	POP3     POP3     `json:"pop3"`
 	NBT      NBT      `json:"nbt"`
 	Web      Web      `json:"web"`
+	Admin    Admin    `json:"admin"`
 }
 
 // Domain is one mail domain.
@@ -61,6 +62,12 @@ type User struct {
 type Alias struct {
 	Address string   `json:"address"`
 	Targets []string `json:"targets"`
+}
+
+// Admin holds the login of the setup page. An empty PasswordHash means
+// the first-run setup is not done yet.
+type Admin struct {
+	PasswordHash string `json:"password_hash" secret:"true"`
 }
 
 // Default returns the configuration a new box starts with.
@@ -228,6 +235,9 @@ func (c *Config) Validate() Errors {
 	errs = append(errs, c.POP3.validate("pop3")...)
 	errs = append(errs, c.NBT.validate("nbt")...)
 	errs = append(errs, c.Web.validate("web")...)
+	if h := c.Admin.PasswordHash; h != "" && !IsPasswordHash(h) {
+		add(fieldErr("admin.password_hash", "is not an argon2id or bcrypt hash"))
+	}
 	return errs
 }
 
