@@ -28,7 +28,7 @@ const (
 	testAdminPass = "Blue-Kettle-Morning-42"
 	testDomain    = "example.test"
 	testUser      = "alice"
-	testUserPass  = "Alice-Garden-Path-7"
+	testUserPass  = "Garden-Path-Seven-7"
 )
 
 // testBox is the setup page over a real control Service on a temporary

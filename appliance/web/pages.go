@@ -36,6 +36,26 @@ func (s *Server) routes() *http.ServeMux {
 	return m
 }
 
+func init() {
+	// An error of an op about no field in particular goes next to the
+	// field of a per-row form's row, or a form's one field.
+	for _, a := range actions {
+		f := a.key
+		if f == "" && len(a.fields)+len(a.secret) == 1 {
+			f = slices.Concat(a.fields, a.secret)[0]
+		}
+		if f == "" {
+			continue
+		}
+		if a.rename == nil {
+			a.rename = map[string]string{}
+		}
+		if _, ok := a.rename[""]; !ok {
+			a.rename[""] = f
+		}
+	}
+}
+
 // A view is a page that shows data: its path, template and loader.
 type view struct {
 	path, name, title string
@@ -69,7 +89,7 @@ func (s *Server) view(v *view) http.HandlerFunc {
 		p := s.loadPage(r, v)
 		status := http.StatusOK
 		var ce *control.Error
-		if p.Data == nil && v.load != nil && errors.As(p.err, &ce) && ce.Code == control.CodeNotFound {
+		if p.Data == nil && errors.As(p.err, &ce) && (ce.Code == control.CodeNotFound || ce.Code == control.CodeInvalid) {
 			status = http.StatusNotFound
 		}
 		s.render(w, r, status, v.name, &p.page)
@@ -598,7 +618,7 @@ func (s *Server) restore(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := s.loadPage(r, viewOf("maintenance"))
-	failed(&p.page, "restore", err, map[string]string{"backup": ""}, nil)
+	failed(&p.page, "restore", err, map[string]string{"backup": ""}, map[string]string{"": "backup"})
 	s.render(w, r, http.StatusUnprocessableEntity, "maintenance", &p.page)
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"html/template"
 	"net/http"
+	"regexp"
 	"strings"
 
 	"concierge/appliance/control"
@@ -143,8 +144,8 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, name
 
 // failed turns the error of an op into a form sent back: the messages of
 // the op's fields go next to the form's fields (rename maps an op's field
-// name to the form's where they differ); anything else goes on top of the
-// page. values are the fields the admin typed, to show again.
+// name to the form's where they differ; rename[""] names the field an
+// error without fields is about); anything else goes on top of the page. values are the fields the admin typed, to show again.
 func failed(p *page, formID string, err error, values map[string]string, rename map[string]string) {
 	fs := &formState{id: formID, values: values, errors: map[string]string{}}
 	p.form = fs
@@ -153,8 +154,14 @@ func failed(p *page, formID string, err error, values map[string]string, rename 
 		p.Error = err.Error()
 		return
 	}
+	if f, ok := rename[""]; ok && len(ce.Fields) == 0 {
+		// The form's one field: the op's message goes next to it.
+		fs.errors[f] = plain(ce.Message)
+		return
+	}
 	var rest []string
 	for f, msg := range ce.Fields {
+		msg = plain(msg)
 		if to, ok := rename[f]; ok {
 			f = to
 		}
@@ -171,4 +178,14 @@ func failed(p *page, formID string, err error, values map[string]string, rename 
 	if len(fs.errors) == 0 && p.Error == "" {
 		p.Error = ce.Error()
 	}
+}
+
+// fieldPrefix is the setting's name that starts the messages of the
+// settings checks ("user: ...", "nbt.name: ...").
+var fieldPrefix = regexp.MustCompile(`^[a-z][a-z0-9_.-]*: `)
+
+// plain drops the setting's name from a message shown next to its field
+// ("password: is too short" reads "is too short").
+func plain(msg string) string {
+	return fieldPrefix.ReplaceAllString(msg, "")
 }
