@@ -111,7 +111,7 @@ func (s *webService) listen(want map[string]string) error {
 		}
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("web: %s: %w", name, err))
+			errs = append(errs, fmt.Errorf("%s listener: %w", name, err))
 			s.addrs[name] = "" // try again at the next change
 			continue
 		}

@@ -170,7 +170,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			forbidden(w, "You are not logged in (or the session ended). Log in again.")
 			return
 		}
-		http.Redirect(w, r, "/login", http.StatusSeeOther)
+		to := "/login"
+		if done, err := s.isSetupDone(r.Context()); err == nil && !done {
+			to = "/setup"
+		}
+		http.Redirect(w, r, to, http.StatusSeeOther)
 		return
 	}
 	if r.Method == http.MethodPost {

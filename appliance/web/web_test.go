@@ -351,8 +351,8 @@ func TestSetupWizard(t *testing.T) {
 			}
 			continue
 		}
-		if r.status != http.StatusSeeOther {
-			t.Errorf("GET %s on a fresh box: %d", p, r.status)
+		if r.status != http.StatusSeeOther || r.location() != "/setup" {
+			t.Errorf("GET %s on a fresh box: %d %s, want a redirect to /setup", p, r.status, r.location())
 		}
 	}
 	fields := map[string]string{"admin_password": testAdminPass, "admin_password2": testAdminPass + "x",
