@@ -307,19 +307,13 @@ func loadIdentity(ctx context.Context, c control.Caller, _ *http.Request) (any, 
 	return &identityData{cur["hostname"], cur["nbt_name"], cur["workgroup"], cur["comment"]}, nil
 }
 
+// identityValues reads the identity settings with one op.
 func identityValues(ctx context.Context, c control.Caller) (map[string]string, error) {
-	cur := map[string]string{}
-	for _, k := range identityKeys {
-		var v control.ConfigKey
-		if err := c.Call(ctx, control.OpConfigGet, control.Args{"key": k.key}, &v); err != nil {
-			if k.field == "comment" {
-				continue // a build without the setting
-			}
-			return nil, err
-		}
-		cur[k.field] = v.Value
+	var cfg config.Config
+	if err := c.Call(ctx, control.OpSettingsGet, nil, &cfg); err != nil {
+		return nil, err
 	}
-	return cur, nil
+	return map[string]string{"hostname": cfg.Hostname, "nbt_name": cfg.NBT.Name, "workgroup": cfg.NBT.Workgroup, "comment": cfg.NBT.Comment}, nil
 }
 
 // setIdentity sets the keys whose value changed, one op each.
@@ -398,13 +392,11 @@ type relayData struct {
 
 func loadRelay(ctx context.Context, c control.Caller, _ *http.Request) (any, error) {
 	d := &relayData{TLSChoices: []string{"starttls", "tls"}}
-	if err := c.Call(ctx, control.OpRelayList, nil, &d.Networks); err != nil {
-		return nil, err
-	}
 	var cfg config.Config
 	if err := c.Call(ctx, control.OpSettingsGet, nil, &cfg); err != nil {
 		return nil, err
 	}
+	d.Networks = cfg.RelayNetworks
 	dl := cfg.Delivery
 	if dl.Smarthost != "" {
 		if h, p, err := net.SplitHostPort(dl.Smarthost); err == nil {

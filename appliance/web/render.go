@@ -83,6 +83,10 @@ type page struct {
 	Error string
 	// Data is the page's own content.
 	Data any
+	// RowErrors is set when a per-row form came back with errors (the
+	// rows' error spans are looked up only then: a page of a thousand
+	// users renders faster).
+	RowErrors bool
 
 	form *formState
 }
@@ -149,6 +153,7 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, name
 func failed(p *page, formID string, err error, values map[string]string, rename map[string]string) {
 	fs := &formState{id: formID, values: values, errors: map[string]string{}}
 	p.form = fs
+	p.RowErrors = strings.Contains(formID, ":")
 	var ce *control.Error
 	if !errors.As(err, &ce) {
 		p.Error = err.Error()

@@ -313,6 +313,7 @@ func TestFieldErrorsNextToTheField(t *testing.T) {
 		{"/relay", "relay-add", map[string]string{"cidr": "10.0.0.0/33"}, "cidr", "cidr"},
 		{"/relay", "relay-add", map[string]string{"cidr": "0.0.0.0/0"}, "cidr", "cidr"},
 		{"/aliases", "alias-add", map[string]string{"address": "x@elsewhere.example", "targets": testUser}, "address", "targets"},
+		{"/users", "user-passwd", map[string]string{"password": "short"}, "password", ""}, // alice's row
 		{"/maintenance", "admin-passwd", map[string]string{"password": "One-Pass-Word-1", "password2": "Other-Pass-Word-2"}, "password2", ""},
 	}
 	for _, tc := range cases {
