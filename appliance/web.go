@@ -8,8 +8,10 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"concierge/appliance/config"
 	"concierge/appliance/web"
@@ -25,9 +27,16 @@ type webService struct {
 	env  *Env
 	page *web.Server
 
-	tls   atomic.Pointer[tls.Config]
-	lan   atomic.Pointer[[]netip.Prefix]
-	force atomic.Bool
+	tls atomic.Pointer[tls.Config]
+	// lan are the networks plain HTTP answers: loopback, the relay
+	// networks (lanFixed) and the box's interface subnets, read again
+	// after lanRefresh (an address from DHCP comes without a settings
+	// change).
+	lanMu    sync.Mutex
+	lanFixed []netip.Prefix
+	lan      []netip.Prefix
+	lanAt    time.Time
+	force    atomic.Bool
 	// httpsPort is the port HTTP redirects to.
 	httpsPort atomic.Pointer[string]
 
@@ -74,13 +83,15 @@ func (s *webService) Reconfigure(cfg *config.Config) error {
 		}
 		s.tls.Store(tc)
 	}
-	lan := append(append([]netip.Prefix{}, web.Loopback...), web.InterfaceNetworks()...)
+	fixed := append([]netip.Prefix{}, web.Loopback...)
 	for _, n := range cfg.RelayNetworks {
 		if p, err := config.ParseCIDR(n); err == nil {
-			lan = append(lan, p)
+			fixed = append(fixed, p)
 		}
 	}
-	s.lan.Store(&lan)
+	s.lanMu.Lock()
+	s.lanFixed, s.lan = fixed, nil
+	s.lanMu.Unlock()
 	s.force.Store(cfg.Web.ForceHTTPS)
 	port := ""
 	if _, p, err := net.SplitHostPort(cfg.Web.HTTPSListen); err == nil {
@@ -138,7 +149,7 @@ func (s *webService) handler(name string) http.Handler {
 	if name != "http" {
 		return s.page
 	}
-	lanOnly := web.LANOnly(s.page, func() []netip.Prefix { return *s.lan.Load() })
+	lanOnly := web.LANOnly(s.page, s.lanNetworks)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if s.force.Load() {
 			web.RedirectHTTPS(*s.httpsPort.Load()).ServeHTTP(w, r)
@@ -146,6 +157,19 @@ func (s *webService) handler(name string) http.Handler {
 		}
 		lanOnly.ServeHTTP(w, r)
 	})
+}
+
+// lanRefresh is how long the box's interface subnets are taken as read.
+const lanRefresh = time.Minute
+
+func (s *webService) lanNetworks() []netip.Prefix {
+	s.lanMu.Lock()
+	defer s.lanMu.Unlock()
+	if s.lan == nil || time.Since(s.lanAt) > lanRefresh {
+		s.lan = append(slices.Clip(s.lanFixed), web.InterfaceNetworks()...)
+		s.lanAt = time.Now()
+	}
+	return s.lan
 }
 
 // urlHost is the host:port of a URL for a listening address; an
