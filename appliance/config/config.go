@@ -42,6 +42,7 @@ type Config struct {
 	Delivery Delivery `json:"delivery"`
 	POP3     POP3     `json:"pop3"`
 	NBT      NBT      `json:"nbt"`
+	Web      Web      `json:"web"`
 	Admin    Admin    `json:"admin"`
 }
 
@@ -78,6 +79,7 @@ func Default() *Config {
 		Delivery: DefaultDelivery(),
 		POP3:     DefaultPOP3(),
 		NBT:      DefaultNBT(),
+		Web:      DefaultWeb(),
 	}
 }
 
@@ -232,6 +234,7 @@ func (c *Config) Validate() Errors {
 	errs = append(errs, c.Delivery.validate("delivery")...)
 	errs = append(errs, c.POP3.validate("pop3")...)
 	errs = append(errs, c.NBT.validate("nbt")...)
+	errs = append(errs, c.Web.validate("web")...)
 	if h := c.Admin.PasswordHash; h != "" && !IsPasswordHash(h) {
 		add(fieldErr("admin.password_hash", "is not an argon2id or bcrypt hash"))
 	}
