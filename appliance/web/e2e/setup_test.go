@@ -121,6 +121,10 @@ func TestSetupPageFirstRun(t *testing.T) {
 		t.Errorf("the domains page does not list %s as an alias of %s:\n%s", aliasDomain, mailDomain, texts(b.Table("domains")))
 	}
 
+	b.Goto("/identity")
+	b.SubmitOK("identity", "", map[string]string{"comment": "Reception desk"})
+	cliHas(t, box, "identity", []string{"config", "show"}, "Reception desk")
+
 	// The CLI's changes, visible in the page at its next load.
 	box.CLIInput("Carol-Window-Light-5\n", "user", "add", "carol")
 	box.CLI("relay", "add", "10.77.99.0/24")
@@ -142,6 +146,10 @@ func TestSetupPageFirstRun(t *testing.T) {
 	}
 
 	photographEveryPage(t, b)
+	// The same pages over HTTPS, with the box's own certificate.
+	if p := b.Goto("https://" + a + "/"); p.Status != 200 {
+		t.Errorf("https://%s/: status %d", a, p.Status)
+	}
 
 	// Real mail: to the new user at the alias domain, and to a name
 	// nobody has, which the catch-all gives the new user.
