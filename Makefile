@@ -1,6 +1,7 @@
 # Concierge — build, run and test the appliance firmware.
 #
-#   make run     build and run on this machine with a data directory in ./var
+#   make run     build and run on this machine with a data directory in ./var;
+#                the setup page is http://127.0.0.1:8080/
 #   make test    install what the tests need, then run every test
 #   make bench   side-by-side benchmarks against the reference servers
 
@@ -25,8 +26,9 @@ all: build
 build:
 	$(GOFLAGS_STATIC) $(GO) build -trimpath -o $(BIN) ./cmd/concierge
 
-# First run: create a demo configuration in ./var (domain example.test,
-# user "admin" with password "change-me-now"), then serve.
+# First run: prepare ./var with the setup page on http://127.0.0.1:8080/
+# (and unprivileged ports when not root), then serve; the page's first-run
+# wizard sets up the rest.
 run: build
 	@./scripts/first-run.sh $(BIN) $(DATA)
 	./$(BIN) -data $(DATA) serve

@@ -88,7 +88,6 @@ func (s *deliveryService) Start(ctx context.Context, cfg *config.Config) error {
 	s.cfg.Store(cfg)
 	s.transport.Store(t)
 	s.runner = queue.NewRunner(s.env.Queue, s, s.notify, runnerSettings(cfg), s.env.Log.With("service", "delivery"))
-	s.env.QueueAPI = &Queue{dir: s.env.Queue.Dir, dataDir: s.env.DataDir, runner: s.runner}
 	rctx, cancel := context.WithCancel(context.Background())
 	s.cancel, s.done = cancel, make(chan struct{})
 	go func() {

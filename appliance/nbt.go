@@ -2,11 +2,8 @@ package appliance
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
-	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -14,14 +11,9 @@ import (
 	"time"
 
 	"concierge/appliance/config"
+	"concierge/appliance/control"
 	"concierge/nbt/nameservice"
 )
-
-// nbtStatusSocket is the unix socket in the data directory where the
-// running NetBIOS service hands its status to "concierge nbt names": one
-// JSON document per connection. A socket rather than a status file, so
-// nothing is written to the flash to keep it current.
-const nbtStatusSocket = "nbt.sock"
 
 // nbtWatch is how often the service looks at the LAN interfaces: it starts
 // once one is up (none at boot does not fail the box) and restarts when
@@ -35,8 +27,7 @@ type nbtService struct {
 	mu      sync.Mutex
 	cur     config.NBT
 	srv     *nameservice.Server
-	ifaces  string // the interfaces srv was started on, as compared by watch
-	sock    net.Listener
+	ifaces  string        // the interfaces srv was started on, as compared by watch
 	stopped chan struct{} // closed by Stop; ends the watch loop
 }
 
@@ -68,15 +59,10 @@ func (s *nbtService) settings(c config.NBT) nameservice.Config {
 }
 
 func (s *nbtService) Start(ctx context.Context, cfg *config.Config) error {
-	if err := s.openStatus(); err != nil {
-		return err
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.cur = cfg.NBT
 	if err := s.startLocked(); err != nil {
-		s.sock.Close()
-		s.sock = nil
 		return err
 	}
 	go s.watch()
@@ -116,7 +102,23 @@ func (s *nbtService) startLocked() error {
 		return fmt.Errorf("nbt: %w", err)
 	}
 	s.srv, s.ifaces = srv, key
+	go s.announce(srv)
 	return nil
+}
+
+// announce publishes the names-claimed event once srv holds its names,
+// unless it was stopped first.
+func (s *nbtService) announce(srv *nameservice.Server) {
+	select {
+	case <-srv.Claimed():
+	case <-s.stopped:
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.srv == srv && s.env.Control != nil {
+		s.env.Control.Publish(control.EventNamesClaimed)
+	}
 }
 
 // watch starts the server when an interface comes up and restarts it
@@ -181,15 +183,8 @@ func (s *nbtService) Stop(ctx context.Context) error {
 	default:
 		close(s.stopped)
 	}
-	err := s.stopLocked(ctx)
-	sock := s.sock
-	s.sock = nil
-	s.mu.Unlock()
-	if sock != nil {
-		sock.Close()
-		os.Remove(filepath.Join(s.env.DataDir, nbtStatusSocket))
-	}
-	return err
+	defer s.mu.Unlock()
+	return s.stopLocked(ctx)
 }
 
 func (s *nbtService) Listening() []string {
@@ -205,41 +200,14 @@ func (s *nbtService) Listening() []string {
 	return out
 }
 
-// nbtStatusDoc is what the status socket sends.
-type nbtStatusDoc struct {
-	Enabled bool                `json:"enabled"`
-	Status  *nameservice.Status `json:"status,omitempty"`
-}
-
-// openStatus listens on the status socket, replacing a stale one.
-func (s *nbtService) openStatus() error {
-	path := filepath.Join(s.env.DataDir, nbtStatusSocket)
-	os.Remove(path) // the pid file lock guarantees no other server owns it
-	l, err := net.Listen("unix", path)
-	if err != nil {
-		return fmt.Errorf("nbt: status socket: %w", err)
-	}
-	os.Chmod(path, 0o600)
+// names is the state of the service for the control API.
+func (s *nbtService) names() control.NBTNames {
 	s.mu.Lock()
-	s.sock = l
-	s.mu.Unlock()
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			s.mu.Lock()
-			doc := nbtStatusDoc{Enabled: s.cur.Enabled}
-			if s.srv != nil {
-				st := s.srv.Status()
-				doc.Status = &st
-			}
-			s.mu.Unlock()
-			c.SetDeadline(time.Now().Add(2 * time.Second))
-			json.NewEncoder(c).Encode(doc)
-			c.Close()
-		}
-	}()
-	return nil
+	defer s.mu.Unlock()
+	n := control.NBTNames{Enabled: s.cur.Enabled}
+	if s.srv != nil {
+		st := s.srv.Status()
+		n.Status = &st
+	}
+	return n
 }

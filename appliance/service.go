@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 
 	"concierge/appliance/config"
+	"concierge/appliance/control"
 	"concierge/smtpd/queue"
 	"concierge/smtpd/store"
 )
@@ -44,9 +45,9 @@ type Env struct {
 	// shared with the services that deliver mail out and bounce it.
 	Store *store.Store
 	Queue *queue.Queue
-	// QueueAPI is the admin API of the queue, bound to the running
-	// delivery service (set when it starts); a control socket serves it.
-	QueueAPI *Queue
+	// Control is the control API of the box (appliance/control): the
+	// setup page calls it, and services publish their events on it.
+	Control *control.Service
 }
 
 // MailDir is the Maildir of a user.

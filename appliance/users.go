@@ -47,17 +47,31 @@ func (u *Users) Authenticate(ctx context.Context, login, password string, ip net
 		hash = usr.Hash
 	}
 	err := u.Limits.Attempt(ctx, ip, name, func(ctx context.Context, suspect bool) (bool, error) {
-		prio := pwhash.Normal
-		if suspect {
-			prio = pwhash.Suspect // clean logins go first
-		}
-		// An empty hash costs a check too (pwhash.Gate.Verify).
-		return u.Hashes.Verify(ctx, prio, hash, password)
+		return u.verify(ctx, suspect, hash, password)
 	})
 	if err != nil {
 		return "", err
 	}
 	return name, nil
+}
+
+// CheckHash checks a password against hash for a login that is not a
+// mail user's (the setup page's admin), through the same limiter and
+// bounded hashing as the mail logins. It returns nil or an error as
+// Authenticate does.
+func (u *Users) CheckHash(ctx context.Context, login, hash, password string, ip netip.Addr) error {
+	return u.Limits.Attempt(ctx, ip, login, func(ctx context.Context, suspect bool) (bool, error) {
+		return u.verify(ctx, suspect, hash, password)
+	})
+}
+
+func (u *Users) verify(ctx context.Context, suspect bool, hash, password string) (bool, error) {
+	prio := pwhash.Normal
+	if suspect {
+		prio = pwhash.Suspect // clean logins go first
+	}
+	// An empty hash costs a check too (pwhash.Gate.Verify).
+	return u.Hashes.Verify(ctx, prio, hash, password)
 }
 
 // loginUser returns the user a login name stands for, or "" when it

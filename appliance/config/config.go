@@ -42,6 +42,8 @@ type Config struct {
 	Delivery Delivery `json:"delivery"`
 	POP3     POP3     `json:"pop3"`
 	NBT      NBT      `json:"nbt"`
+	Web      Web      `json:"web"`
+	Admin    Admin    `json:"admin"`
 }
 
 // Domain is one mail domain.
@@ -62,6 +64,12 @@ type Alias struct {
 	Targets []string `json:"targets"`
 }
 
+// Admin holds the login of the setup page. An empty PasswordHash means
+// the first-run setup is not done yet.
+type Admin struct {
+	PasswordHash string `json:"password_hash" secret:"true"`
+}
+
 // Default returns the configuration a new box starts with.
 func Default() *Config {
 	return &Config{
@@ -71,6 +79,7 @@ func Default() *Config {
 		Delivery: DefaultDelivery(),
 		POP3:     DefaultPOP3(),
 		NBT:      DefaultNBT(),
+		Web:      DefaultWeb(),
 	}
 }
 
@@ -225,6 +234,10 @@ func (c *Config) Validate() Errors {
 	errs = append(errs, c.Delivery.validate("delivery")...)
 	errs = append(errs, c.POP3.validate("pop3")...)
 	errs = append(errs, c.NBT.validate("nbt")...)
+	errs = append(errs, c.Web.validate("web")...)
+	if h := c.Admin.PasswordHash; h != "" && !IsPasswordHash(h) {
+		add(fieldErr("admin.password_hash", "is not an argon2id or bcrypt hash"))
+	}
 	return errs
 }
 

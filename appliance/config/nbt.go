@@ -15,6 +15,11 @@ type NBT struct {
 	Name string `json:"name"`
 	// Workgroup is the box's NetBIOS workgroup.
 	Workgroup string `json:"workgroup"`
+	// Comment describes the box to Windows PCs (the server comment of
+	// browse announcements, RFC 1002 and MS-BRWS: at most 43 characters
+	// of printable ASCII). It is kept for the browse service; the name
+	// service does not send it.
+	Comment string `json:"comment"`
 	// Scope is the NetBIOS scope ID; almost every network leaves it
 	// empty.
 	Scope string `json:"scope"`
@@ -71,6 +76,10 @@ func DefaultNBT() NBT {
 	}
 }
 
+// MaxNBTComment is the longest server comment of a browse announcement
+// (MS-BRWS 2.2.1: 43 bytes and a NUL).
+const MaxNBTComment = 43
+
 // netbiosBad are characters Windows does not allow in NetBIOS names.
 const netbiosBad = "\\/:*?\"<>|.,;=+[] "
 
@@ -93,6 +102,9 @@ func (s *NBT) validate(p string) Errors {
 	}
 	if m := checkNetBIOSName(s.Workgroup); m != "" {
 		errs = append(errs, fieldErr(p+".workgroup", "%s, not %q", m, s.Workgroup))
+	}
+	if len(s.Comment) > MaxNBTComment || strings.IndexFunc(s.Comment, func(r rune) bool { return r < 0x20 || r > 0x7e }) >= 0 {
+		errs = append(errs, fieldErr(p+".comment", "must be at most %d characters of plain ASCII text (letters, digits, spaces, punctuation)", MaxNBTComment))
 	}
 	if s.Scope != "" {
 		ok := len(s.Scope) <= 200

@@ -97,6 +97,7 @@ func (s *Store) Update(fn func(*Config) error) (*Config, error) {
 // readOnlyKeys are changed with their own commands, not "config set".
 var readOnlyKeys = map[string]string{
 	"version": "", "domains": "domain", "users": "user", "aliases": "alias", "relay_networks": "relay",
+	"admin": "admin passwd", // a whole command: see lookup
 }
 
 // Keys lists every key "config set" accepts.
@@ -175,7 +176,10 @@ func (c *Config) lookup(m map[string]any, key string) (map[string]any, string, e
 		if hint == "" {
 			return nil, "", fieldErr(key, "cannot be set")
 		}
-		return nil, "", fieldErr(key, "is changed with \"concierge %s add|del\", not config set", hint)
+		if !strings.Contains(hint, " ") {
+			hint += " add|del"
+		}
+		return nil, "", fieldErr(key, "is changed with \"concierge %s\", not config set", hint)
 	}
 	cur := m
 	for i, p := range parts {

@@ -1,7 +1,8 @@
 // Command concierge is the firmware of the Concierge office appliance: it
-// serves mail (SMTP, POP3) and NetBIOS names for a small office, and its
-// subcommands change the settings of a data directory, also while the
-// server runs.
+// serves mail (SMTP, POP3) and NetBIOS names for a small office. Its other
+// subcommands are a thin client of the control API (appliance/control):
+// each is one op, sent to the running server, or run on the data
+// directory when no server runs.
 package main
 
 import (
@@ -21,6 +22,7 @@ import (
 
 	"concierge/appliance"
 	"concierge/appliance/config"
+	"concierge/appliance/control"
 )
 
 const usage = `usage: concierge [-data DIR] COMMAND [ARGS]
@@ -34,10 +36,21 @@ Commands:
   alias add ADDRESS TARGET...         (ADDRESS "@domain" is a catch-all)
   alias del ADDRESS [TARGET...] | alias list
   relay add CIDR | relay del CIDR | relay list
-  config show | config check | config keys
+  smarthost set HOST[:PORT] [USER] [--tls MODE] | smarthost off   (password from standard input)
+  config show | config check | config keys | config reload
   config get KEY | config set KEY VALUE
   nbt names                           NetBIOS names and the WINS table
   queue list | queue show ID | queue flush [DOMAIN] | queue retry ID | queue del ID
+  status                              services, addresses, counters (server running)
+  log [N]                             the server's last N log lines
+  backup > FILE | restore FILE        the whole configuration as one file
+  admin passwd                        the setup page's password (from standard input)
+  restart                             stop and start every service
+  wait KIND [--after N]               wait for an event: settings-applied, names-claimed
+
+With a server running, every command goes to it over DATA/control.sock and
+returns once the change is in force; without one, it works on the data
+directory (the next start applies it).
 
 Run "concierge COMMAND -h" for help on one command.
 `
@@ -58,7 +71,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	c := &cli{store: &config.Store{Dir: *data}, stdin: stdin, stdout: stdout, stderr: stderr}
+	c := &cli{dir: *data, stdin: stdin, stdout: stdout, stderr: stderr}
 	cmd, rest := fs.Arg(0), fs.Args()[1:]
 	var err error
 	switch cmd {
@@ -78,6 +91,22 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = c.nbt(rest)
 	case "queue":
 		err = c.queue(rest)
+	case "smarthost":
+		err = c.smarthost(rest)
+	case "status":
+		err = c.status(rest)
+	case "log":
+		err = c.log(rest)
+	case "backup":
+		err = c.backup(rest)
+	case "restore":
+		err = c.restore(rest)
+	case "admin":
+		err = c.admin(rest)
+	case "restart":
+		err = c.restart(rest)
+	case "wait":
+		err = c.wait(rest)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -112,18 +141,22 @@ type usageError struct{ msg string }
 func (e usageError) Error() string { return e.msg }
 
 type cli struct {
-	store          *config.Store
+	dir            string
+	caller         control.Caller
 	stdin          io.Reader
 	stdout, stderr io.Writer
 }
 
-// update changes the settings and tells a running server to reload.
-func (c *cli) update(fn func(*config.Config) error) error {
-	if _, err := c.store.Update(fn); err != nil {
-		return err
+// call runs one op: on the running server, or on the data directory.
+func (c *cli) call(op string, args control.Args, result any) error {
+	if c.caller == nil {
+		caller, err := control.Open(c.dir)
+		if err != nil {
+			return err
+		}
+		c.caller = caller
 	}
-	appliance.NotifyReload(c.store.Dir)
-	return nil
+	return c.caller.Call(context.Background(), op, args, result)
 }
 
 // sub parses "VERB args" with per-verb help.
@@ -197,23 +230,26 @@ func (c *cli) domain(args []string) error {
 		if err := nargs(rest, 1, 1, "one DOMAIN"); err != nil {
 			return err
 		}
-		return c.update(func(cfg *config.Config) error { return cfg.AddDomain(rest[0], aliasOf) })
+		return c.call(control.OpDomainAdd, control.Args{"domain": rest[0], "alias_of": aliasOf}, nil)
 	case "del":
 		if err := nargs(args, 1, 1, "one DOMAIN"); err != nil {
 			return err
 		}
-		return c.update(func(cfg *config.Config) error { return cfg.DelDomain(args[0]) })
+		return c.call(control.OpDomainDel, control.Args{"domain": args[0]}, nil)
 	default:
-		cfg, err := c.store.Load()
-		if err != nil {
+		var doms []control.DomainEntry
+		if err := c.call(control.OpDomainList, nil, &doms); err != nil {
 			return err
 		}
-		for i, d := range cfg.Domains {
-			suffix := ""
-			if i == 0 {
-				suffix = " (primary)"
+		for _, d := range doms {
+			line := d.Name
+			if d.AliasOf != "" {
+				line += " (alias of " + d.AliasOf + ")"
 			}
-			fmt.Fprintln(c.stdout, d.String()+suffix)
+			if d.Primary {
+				line += " (primary)"
+			}
+			fmt.Fprintln(c.stdout, line)
 		}
 		return nil
 	}
@@ -238,24 +274,23 @@ func (c *cli) user(args []string) error {
 		if err != nil {
 			return err
 		}
-		return c.update(func(cfg *config.Config) error {
-			if verb == "add" {
-				return cfg.AddUser(args[0], pw)
-			}
-			return cfg.SetPassword(args[0], pw)
-		})
+		op := control.OpUserAdd
+		if verb == "passwd" {
+			op = control.OpUserPasswd
+		}
+		return c.call(op, control.Args{"name": args[0], "password": pw}, nil)
 	case "del":
 		if err := nargs(args, 1, 1, "one NAME"); err != nil {
 			return err
 		}
-		return c.update(func(cfg *config.Config) error { return cfg.DelUser(args[0]) })
+		return c.call(control.OpUserDel, control.Args{"name": args[0]}, nil)
 	default:
-		cfg, err := c.store.Load()
-		if err != nil {
+		var users []control.UserEntry
+		if err := c.call(control.OpUserList, nil, &users); err != nil {
 			return err
 		}
-		for _, u := range cfg.SortedUsers() {
-			fmt.Fprintf(c.stdout, "%s\t%s\n", u, strings.Join(cfg.AddressesOf(u), " "))
+		for _, u := range users {
+			fmt.Fprintf(c.stdout, "%s\t%s\n", u.Name, strings.Join(u.Addresses, " "))
 		}
 		return nil
 	}
@@ -304,18 +339,18 @@ func (c *cli) alias(args []string) error {
 		if err := nargs(args, 2, -1, "ADDRESS TARGET..."); err != nil {
 			return err
 		}
-		return c.update(func(cfg *config.Config) error { return cfg.AddAlias(args[0], args[1:]) })
+		return c.call(control.OpAliasAdd, control.Args{"address": args[0], "targets": strings.Join(args[1:], ",")}, nil)
 	case "del":
 		if err := nargs(args, 1, -1, "ADDRESS [TARGET...]"); err != nil {
 			return err
 		}
-		return c.update(func(cfg *config.Config) error { return cfg.DelAlias(args[0], args[1:]) })
+		return c.call(control.OpAliasDel, control.Args{"address": args[0], "targets": strings.Join(args[1:], ",")}, nil)
 	default:
-		cfg, err := c.store.Load()
-		if err != nil {
+		var aliases []control.AliasEntry
+		if err := c.call(control.OpAliasList, nil, &aliases); err != nil {
 			return err
 		}
-		for _, a := range cfg.Aliases {
+		for _, a := range aliases {
 			fmt.Fprintf(c.stdout, "%s\t%s\n", a.Address, strings.Join(a.Targets, " "))
 		}
 		return nil
@@ -336,18 +371,18 @@ func (c *cli) relay(args []string) error {
 		if err := nargs(args, 1, 1, "one CIDR"); err != nil {
 			return err
 		}
-		return c.update(func(cfg *config.Config) error { return cfg.AddRelayNetwork(args[0]) })
+		return c.call(control.OpRelayAdd, control.Args{"cidr": args[0]}, nil)
 	case "del":
 		if err := nargs(args, 1, 1, "one CIDR"); err != nil {
 			return err
 		}
-		return c.update(func(cfg *config.Config) error { return cfg.DelRelayNetwork(args[0]) })
+		return c.call(control.OpRelayDel, control.Args{"cidr": args[0]}, nil)
 	default:
-		cfg, err := c.store.Load()
-		if err != nil {
+		var nets []string
+		if err := c.call(control.OpRelayList, nil, &nets); err != nil {
 			return err
 		}
-		for _, n := range cfg.RelayNetworks {
+		for _, n := range nets {
 			fmt.Fprintln(c.stdout, n)
 		}
 		return nil
@@ -356,61 +391,59 @@ func (c *cli) relay(args []string) error {
 
 func (c *cli) config(args []string) error {
 	verb, args, err := c.sub("config", args, map[string]string{
-		"show":  "           print the configuration file (secrets hidden)",
-		"check": "           list every error in the configuration file",
-		"keys":  "           list the keys config set takes",
-		"get":   "KEY         (secrets read as \"(set, hidden)\")",
-		"set":   "KEY VALUE   (lists: comma-separated; durations: 30s, 5m, 2h)",
+		"show":   "           print the configuration file (secrets hidden)",
+		"check":  "           list every error in the configuration file",
+		"keys":   "           list the keys config set takes",
+		"get":    "KEY         (secrets read as \"(set, hidden)\")",
+		"set":    "KEY VALUE   (lists: comma-separated; durations: 30s, 5m, 2h)",
+		"reload": "           apply a hand-edited configuration file to the running server",
 	})
 	if err != nil {
 		return err
 	}
 	switch verb {
 	case "check":
-		_, err := c.store.Load()
-		if err != nil {
+		var ok control.ConfigCheck
+		if err := c.call(control.OpConfigCheck, nil, &ok); err != nil {
 			return err
 		}
-		fmt.Fprintln(c.stdout, c.store.Path()+": ok")
-		return nil
+		fmt.Fprintln(c.stdout, ok.Path+": ok")
 	case "set":
 		if err := nargs(args, 2, 2, "KEY VALUE"); err != nil {
 			return err
 		}
-		return c.update(func(cfg *config.Config) error { return cfg.Set(args[0], args[1]) })
-	}
-	cfg, err := c.store.Load()
-	if err != nil {
-		return err
-	}
-	switch verb {
+		return c.call(control.OpConfigSet, control.Args{"key": args[0], "value": args[1]}, nil)
+	case "reload":
+		var a control.Applied
+		if err := c.call(control.OpConfigReload, nil, &a); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stdout, "settings applied (generation %d)\n", a.Generation)
 	case "get":
 		if err := nargs(args, 1, 1, "one KEY"); err != nil {
 			return err
 		}
-		v, err := cfg.Get(args[0])
-		if err != nil {
+		var k control.ConfigKey
+		if err := c.call(control.OpConfigGet, control.Args{"key": args[0]}, &k); err != nil {
 			return err
 		}
-		fmt.Fprintln(c.stdout, v)
+		fmt.Fprintln(c.stdout, k.Value)
 	case "keys":
-		for _, k := range cfg.Keys() {
-			v, _ := cfg.Get(k)
-			fmt.Fprintf(c.stdout, "%s = %s\n", k, v)
+		var keys []control.ConfigKey
+		if err := c.call(control.OpConfigKeys, nil, &keys); err != nil {
+			return err
+		}
+		for _, k := range keys {
+			fmt.Fprintf(c.stdout, "%s = %s\n", k.Key, k.Value)
 		}
 	default:
-		c.stdout.Write(cfg.Redacted().Marshal())
+		var cfg config.Config
+		if err := c.call(control.OpSettingsGet, nil, &cfg); err != nil {
+			return err
+		}
+		c.stdout.Write(cfg.Marshal())
 	}
 	return nil
-}
-
-func (c *cli) nbt(args []string) error {
-	verb, _, err := c.sub("nbt", args, map[string]string{"names": "   the box's NetBIOS names, the WINS table and counters"})
-	if err != nil {
-		return err
-	}
-	_ = verb
-	return appliance.NBTNames(c.store.Dir, c.stdout)
 }
 
 func (c *cli) serve(args []string) error {
@@ -422,5 +455,5 @@ func (c *cli) serve(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	return appliance.Serve(ctx, appliance.Options{DataDir: c.store.Dir, LogLevel: *logLevel, Stdout: c.stdout, Stderr: c.stderr})
+	return appliance.Serve(ctx, appliance.Options{DataDir: c.dir, LogLevel: *logLevel, Stdout: c.stdout, Stderr: c.stderr})
 }

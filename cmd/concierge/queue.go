@@ -5,13 +5,13 @@ import (
 	"strings"
 	"time"
 
-	"concierge/appliance"
+	"concierge/appliance/control"
 )
 
-// queue lists and manages outbound mail through appliance.Queue, the same
-// API the server serves: with a server running, changes reach it (within
-// a second); without one, they are made on the files and the next start
-// acts on them.
+// queue lists and manages outbound mail through the queue ops of the
+// control API: with a server running, its runner tries the messages at
+// once; without one, they are made on the files and the next start acts
+// on them.
 func (c *cli) queue(args []string) error {
 	verb, args, err := c.sub("queue", args, map[string]string{
 		"list":  "                (every queued message with its recipients, attempts and last error)",
@@ -23,18 +23,17 @@ func (c *cli) queue(args []string) error {
 	if err != nil {
 		return err
 	}
-	q := appliance.OpenQueue(c.store.Dir)
 	switch verb {
 	case "list":
 		if err := nargs(args, 0, 0, "no arguments"); err != nil {
 			return err
 		}
-		return c.queueList(q)
+		return c.queueList()
 	case "show":
 		if err := nargs(args, 1, 1, "one ID"); err != nil {
 			return err
 		}
-		return c.queueShow(q, args[0])
+		return c.queueShow(args[0])
 	case "flush":
 		if err := nargs(args, 0, 1, "at most one DOMAIN"); err != nil {
 			return err
@@ -43,34 +42,32 @@ func (c *cli) queue(args []string) error {
 		if len(args) == 1 {
 			dom = args[0]
 		}
-		ch, err := q.Flush(dom)
-		return c.changed(ch, err, "flush "+dom)
+		return c.queueChange(control.OpQueueFlush, control.Args{"domain": dom}, "flush "+dom)
 	case "retry":
 		if err := nargs(args, 1, 1, "one ID"); err != nil {
 			return err
 		}
-		ch, err := q.Retry(args[0])
-		return c.changed(ch, err, "retry "+args[0])
+		return c.queueChange(control.OpQueueRetry, control.Args{"id": args[0]}, "retry "+args[0])
 	case "del":
 		if err := nargs(args, 1, 1, "one ID"); err != nil {
 			return err
 		}
-		ch, err := q.Delete(args[0])
-		if err == nil && !ch.Server {
-			fmt.Fprintf(c.stdout, "deleted %s\n", args[0])
-			return nil
-		}
-		return c.changed(ch, err, "del "+args[0])
+		return c.queueChange(control.OpQueueDel, control.Args{"id": args[0]}, "del "+args[0])
 	}
 	return nil
 }
 
-func (c *cli) changed(ch appliance.QueueChange, err error, what string) error {
-	if err != nil {
+func (c *cli) queueChange(op string, args control.Args, what string) error {
+	var ch control.QueueChange
+	if err := c.call(op, args, &ch); err != nil {
 		return err
 	}
-	if ch.Server {
+	switch {
+	case ch.Live:
 		fmt.Fprintf(c.stdout, "asked the running server to %s\n", strings.TrimSpace(what))
+		return nil
+	case op == control.OpQueueDel:
+		fmt.Fprintf(c.stdout, "deleted %s\n", args["id"])
 		return nil
 	}
 	fmt.Fprintf(c.stdout, "no server is running: %d message(s) will be tried as soon as it starts\n", ch.Messages)
@@ -81,16 +78,16 @@ func ago(t time.Time) string {
 	return time.Since(t).Round(time.Second).String()
 }
 
-func nextAttempt(m appliance.QueuedMessage) string {
+func nextAttempt(m control.QueuedMessage) string {
 	if d := time.Until(m.NextAttempt); d > 0 {
 		return "next attempt in " + d.Round(time.Second).String()
 	}
 	return "next attempt now"
 }
 
-func (c *cli) queueList(q *appliance.Queue) error {
-	msgs, err := q.List()
-	if err != nil {
+func (c *cli) queueList() error {
+	var msgs []control.QueuedMessage
+	if err := c.call(control.OpQueueList, nil, &msgs); err != nil {
 		return err
 	}
 	if len(msgs) == 0 {
@@ -107,7 +104,7 @@ func (c *cli) queueList(q *appliance.Queue) error {
 	return nil
 }
 
-func (c *cli) printRecipient(rc appliance.QueuedRecipient) {
+func (c *cli) printRecipient(rc control.QueuedRecipient) {
 	fmt.Fprintf(c.stdout, "    %-32s %-9s attempts %d", rc.Addr, rc.State, rc.Attempts)
 	if rc.LastError != "" {
 		fmt.Fprintf(c.stdout, "  last error: %s", rc.LastError)
@@ -115,13 +112,13 @@ func (c *cli) printRecipient(rc appliance.QueuedRecipient) {
 	fmt.Fprintln(c.stdout)
 }
 
-func (c *cli) queueShow(q *appliance.Queue, id string) error {
-	m, err := q.Show(id)
-	if err != nil {
+func (c *cli) queueShow(id string) error {
+	var m control.QueuedMessage
+	if err := c.call(control.OpQueueShow, control.Args{"id": id}, &m); err != nil {
 		return err
 	}
 	fmt.Fprintf(c.stdout, "ID:        %s\nFrom:      <%s>\nReceived:  %s (%s ago)\nSize:      %d bytes\nNext:      %s\n",
-		m.ID, m.From, m.Received.Format(time.RFC1123Z), ago(m.Received), m.Size, nextAttempt(*m))
+		m.ID, m.From, m.Received.Format(time.RFC1123Z), ago(m.Received), m.Size, nextAttempt(m))
 	if m.User != "" {
 		fmt.Fprintf(c.stdout, "User:      %s\n", m.User)
 	}

@@ -204,8 +204,9 @@ func TestRunnerSeparatesForwarded(t *testing.T) {
 	}
 }
 
-// A request file naming a path instead of an ID deletes nothing.
-func TestRunnerRequestFileChecksIDs(t *testing.T) {
+// The runner's admin calls refuse an ID that is a path: nothing outside
+// the queue goes.
+func TestRunnerChecksIDs(t *testing.T) {
 	h := newHarness(t, &scripted{script: []error{tempErr{}}}, DefaultSettings())
 	victim := filepath.Join(filepath.Dir(h.q.Dir), "concierge.json")
 	os.WriteFile(victim, []byte("{}"), 0o600)
@@ -213,22 +214,23 @@ func TestRunnerRequestFileChecksIDs(t *testing.T) {
 	enqueue(t, h.q, &Envelope{ID: id, From: "a@x.test", Received: time.Now(), Recipients: []Recipient{{Addr: "b@y.test", State: Pending}}})
 	h.run(t)
 	h.attempt(t)
-	for _, req := range []string{"del ../../concierge", "del ../env/" + id, "retry ../../concierge", "bogus x"} {
-		os.WriteFile(filepath.Join(h.q.Dir, "req", "1."+strings.Fields(req)[0]), []byte(req+"\n"), 0o600)
-		h.r.requests()
+	for _, bad := range []string{"../../concierge", "../env/" + id} {
+		if err := h.r.Delete(bad); err == nil {
+			t.Errorf("Delete(%q) succeeded", bad)
+		}
+		if err := h.r.Retry(bad); err == nil {
+			t.Errorf("Retry(%q) succeeded", bad)
+		}
 	}
 	if _, err := os.Stat(victim); err != nil {
-		t.Errorf("a request deleted %s: %v", victim, err)
+		t.Errorf("a call deleted %s: %v", victim, err)
 	}
 	if _, err := h.q.Load(id); err != nil {
 		t.Errorf("the queued message went: %v", err)
 	}
-	if left, _ := filepath.Glob(filepath.Join(h.q.Dir, "req", "*")); len(left) != 0 {
-		t.Errorf("requests left behind: %v", left)
+	if err := h.r.Delete(id); err != nil {
+		t.Fatal(err)
 	}
-	// A valid one works.
-	os.WriteFile(filepath.Join(h.q.Dir, "req", "2"), []byte("del "+id+"\n"), 0o600)
-	h.r.requests()
 	if ids, _ := h.q.List(); len(ids) != 0 {
 		t.Errorf("del of a valid ID left %v", ids)
 	}

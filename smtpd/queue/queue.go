@@ -8,7 +8,6 @@
 //	msg/ID        the message as received (with our Received: header)
 //	env/ID.json   the envelope: sender, recipients and their delivery state
 //	tmp/          envelopes being written
-//	req/          requests from the admin commands (flush, retry, delete)
 //
 // The Runner (runner.go) delivers what is queued: it reloads every
 // envelope at start, retries on a schedule given as data, warns the sender
@@ -182,7 +181,7 @@ type Queue struct {
 // (never acknowledged to a client).
 func Open(dir string) (*Queue, error) {
 	q := &Queue{Dir: dir, Notify: make(chan struct{}, 1)}
-	for _, d := range []string{"msg", "env", "tmp", "req"} {
+	for _, d := range []string{"msg", "env", "tmp"} {
 		if err := durable.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
 			return nil, fmt.Errorf("queue: %w", err)
 		}

@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -35,9 +34,6 @@ const (
 	// DefaultMaxConnsPerDomain those to one destination domain.
 	DefaultMaxConns          = 40
 	DefaultMaxConnsPerDomain = 10
-	// RequestPoll is how often the runner looks for requests of the admin
-	// commands in req/.
-	RequestPoll = time.Second
 )
 
 // Settings of a Runner; Configure swaps them live.
@@ -220,8 +216,6 @@ func (r *Runner) Run(ctx context.Context) {
 	r.ctx = ctx
 	r.mu.Unlock()
 	r.scan()
-	tick := time.NewTicker(RequestPoll)
-	defer tick.Stop()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -234,8 +228,6 @@ func (r *Runner) Run(ctx context.Context) {
 		case <-r.Queue.Notify:
 			r.scan()
 		case <-r.wake:
-		case <-tick.C:
-			r.requests()
 		case <-timer.C:
 		}
 	}
@@ -634,89 +626,6 @@ func (r *Runner) drop(id string) {
 	r.mu.Lock()
 	delete(r.items, id)
 	r.mu.Unlock()
-}
-
-// Request kinds written by the admin commands into req/ and carried out
-// by a running Runner within RequestPoll.
-const (
-	ReqFlush = "flush" // arg: a domain, or empty for all
-	ReqRetry = "retry" // arg: a queue ID
-	ReqDel   = "del"   // arg: a queue ID
-)
-
-// Request asks a running runner to act on the queue. IDs are checked
-// here and again by the runner that reads the request.
-func (q *Queue) Request(kind, arg string) error {
-	switch kind {
-	case ReqRetry, ReqDel:
-		if err := ValidID(arg); err != nil {
-			return err
-		}
-	case ReqFlush:
-		if strings.ContainsAny(arg, " \t\r\n/") {
-			return fmt.Errorf("queue: not a domain: %q", arg)
-		}
-	default:
-		return fmt.Errorf("queue: unknown request %q", kind)
-	}
-	name := fmt.Sprintf("%d.%d", time.Now().UnixNano(), os.Getpid())
-	tmp := filepath.Join(q.Dir, "tmp", "req."+name)
-	if err := os.WriteFile(tmp, []byte(kind+" "+arg+"\n"), 0o600); err != nil {
-		return fmt.Errorf("queue: %w", err)
-	}
-	if err := os.Rename(tmp, filepath.Join(q.Dir, "req", name)); err != nil {
-		return fmt.Errorf("queue: %w", err)
-	}
-	return nil
-}
-
-// maxRequest bounds a request file (a kind and an ID or domain).
-const maxRequest = 512
-
-// requests carries out and removes the admin requests in req/.
-func (r *Runner) requests() {
-	files, _ := filepath.Glob(filepath.Join(r.Queue.Dir, "req", "*"))
-	slices.Sort(files)
-	for _, f := range files {
-		b, err := readSmall(f, maxRequest)
-		os.Remove(f)
-		if err != nil {
-			r.Log.Warn("queue request unreadable", "file", filepath.Base(f), "err", err)
-			continue
-		}
-		kind, arg, _ := strings.Cut(strings.TrimSpace(string(b)), " ")
-		arg = strings.TrimSpace(arg)
-		r.Log.Info("queue request", "kind", kind, "arg", arg)
-		if err := r.apply(kind, arg); err != nil {
-			r.Log.Warn("queue request refused", "kind", kind, "arg", arg, "err", err)
-		}
-	}
-}
-
-func readSmall(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err == nil && int64(len(b)) > limit {
-		err = fmt.Errorf("longer than %d bytes", limit)
-	}
-	return b, err
-}
-
-func (r *Runner) apply(kind, arg string) error {
-	switch kind {
-	case ReqFlush:
-		r.Flush(arg)
-		return nil
-	case ReqRetry:
-		return r.Retry(arg)
-	case ReqDel:
-		return r.Delete(arg)
-	}
-	return fmt.Errorf("queue: unknown request %q", kind)
 }
 
 // Flush makes every message due now, or those with a pending recipient
