@@ -421,7 +421,7 @@ func TestLiveReconfiguration(t *testing.T) {
 	cfgPath := filepath.Join(m.box.Data, "concierge.json")
 	good, _ := os.ReadFile(cfgPath)
 	os.WriteFile(cfgPath, []byte(strings.Replace(string(good), `"max_recipients": 100`, `"max_recipients": -5`, 1)), 0o600)
-	m.box.WaitSettingsRefused()
+	m.box.ReloadSettings(false)
 	if _, err := m.swaks(m.client, "--to", "carol@example.test", "--from", "someone@remote.test"); err != nil {
 		t.Errorf("server stopped accepting mail after a bad settings file")
 	}

@@ -79,7 +79,11 @@ func ParseBackup(data []byte) (*Backup, *config.Config, error) {
 func (s *Service) restore(ctx context.Context, a Args) (any, error) {
 	b, c, err := ParseBackup([]byte(a["backup"]))
 	if err != nil {
-		return nil, err
+		var list config.Errors
+		if errors.As(err, &list) {
+			return nil, err // named by field
+		}
+		return nil, invalid("backup", "%v", err)
 	}
 	s.edit.Lock()
 	defer s.edit.Unlock()

@@ -1,15 +1,10 @@
 package testnet
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -89,43 +84,26 @@ const (
 	ReloadTimeout = 10 * time.Second
 )
 
-// The server logs every settings file it applies or refuses with the file's
-// SHA-256 (appliance.SettingsApplied, appliance.SettingsRefused).
-var settingsEvent = regexp.MustCompile(`msg="(settings applied|settings refused)" .*sha256=([0-9a-f]{64})`)
-
-// WaitSettingsApplied waits until the running server has applied the
-// settings file as it is now: call it after CLI edits that must be in force
-// before the test goes on.
+// WaitSettingsApplied waits for the control API's settings-applied event
+// ("concierge wait settings-applied"). CLI edits return only once the
+// running server applied them, so after one this returns at once; it
+// checks that the server is up and has applied settings.
 func (b *Box) WaitSettingsApplied() {
 	b.t.Helper()
-	b.waitSettings("settings applied")
+	b.CLI("wait", "settings-applied", "--timeout", ReloadTimeout.String())
 }
 
-// WaitSettingsRefused waits until the running server has refused the
-// settings file as it is now (and kept the settings it runs with).
-func (b *Box) WaitSettingsRefused() {
+// ReloadSettings applies a hand edit of the settings file
+// ("concierge config reload"). With wantOK it fails the test when the
+// server refuses the file, else when it applies it; it returns the CLI's
+// output.
+func (b *Box) ReloadSettings(wantOK bool) string {
 	b.t.Helper()
-	b.waitSettings("settings refused")
-}
-
-// waitSettings waits until the server's latest settings event is want for
-// the file's current contents.
-func (b *Box) waitSettings(want string) {
-	b.t.Helper()
-	data, err := os.ReadFile(filepath.Join(b.Data, "concierge.json"))
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		b.t.Fatal(err)
+	out, err := b.CLITry("", "config", "reload")
+	if (err == nil) != wantOK {
+		b.t.Fatalf("concierge config reload: %v (want ok: %v)\n%s\n%s", err, wantOK, out, tail(b.Proc.Out.String(), 4000))
 	}
-	sum := sha256.Sum256(data)
-	digest := hex.EncodeToString(sum[:])
-	ok := b.Proc.WaitOutput(ReloadTimeout, func(out string) bool {
-		m := settingsEvent.FindAllStringSubmatch(out, -1)
-		return len(m) > 0 && m[len(m)-1][1] == want && m[len(m)-1][2] == digest
-	})
-	if !ok {
-		b.t.Fatalf("concierge serve did not log %q for the settings file (sha256 %s) within %v:\n%s",
-			want, digest, ReloadTimeout, tail(b.Proc.Out.String(), 4000))
-	}
+	return out
 }
 
 // Kill stops the server with SIGKILL (a crash) and waits for it.

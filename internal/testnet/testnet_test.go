@@ -64,8 +64,9 @@ func TestConciergeIsStatic(t *testing.T) {
 	}
 }
 
-// A box tells when it has applied or refused the settings file as it is:
-// the waits tests use instead of sleeping through a reload.
+// A CLI edit returns once the running server applied it; a hand edit is
+// applied by "config reload", which refuses a bad file and keeps the
+// settings in force.
 func TestBoxWaitsForSettings(t *testing.T) {
 	Require(t, "ss")
 	lan := NewLAN(t, "10.77.8.0/24")
@@ -74,9 +75,11 @@ func TestBoxWaitsForSettings(t *testing.T) {
 	b.Start(25)
 	b.WaitSettingsApplied() // the file it started with
 	b.CLI("config", "set", "smtp.max_recipients", "7")
-	b.WaitSettingsApplied()
 	if !strings.Contains(b.Proc.Out.String(), `msg="settings applied" generation=2 `) {
-		t.Fatalf("no second generation logged:\n%s", b.Proc.Out.String())
+		t.Fatalf("the CLI returned before the second generation was applied:\n%s", b.Proc.Out.String())
+	}
+	if out := b.CLI("wait", "settings-applied", "--after", "1"); !strings.Contains(out, "generation 2") {
+		t.Errorf("wait: %q", out)
 	}
 	path := filepath.Join(b.Data, "concierge.json")
 	good, _ := os.ReadFile(path)
@@ -84,13 +87,17 @@ func TestBoxWaitsForSettings(t *testing.T) {
 	if err := os.WriteFile(path, []byte(bad), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	b.WaitSettingsRefused()
-	// Back to the good file (same contents as generation 2): applied again.
+	if out := b.ReloadSettings(false); !strings.Contains(out, "smtp.max_recipients") {
+		t.Errorf("the refusal does not name the field: %q", out)
+	}
+	if !strings.Contains(b.Proc.Out.String(), `msg="settings refused"`) {
+		t.Errorf("no refusal logged:\n%s", b.Proc.Out.String())
+	}
+	// Back to the good file: applied again.
 	if err := os.WriteFile(path, good, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	b.WaitSettingsApplied()
-	if !strings.Contains(b.Proc.Out.String(), `msg="settings applied" generation=3 `) {
-		t.Fatalf("the good file was not applied again:\n%s", b.Proc.Out.String())
+	if out := b.ReloadSettings(true); !strings.Contains(out, "generation 3") {
+		t.Fatalf("the good file was not applied again: %q\n%s", out, b.Proc.Out.String())
 	}
 }
