@@ -27,9 +27,6 @@ const (
 // docs/screenshots from a passing run.
 var updateScreenshots = os.Getenv("CONCIERGE_UPDATE_SCREENSHOTS") == "1"
 
-// committedScreenshots are the pages whose screenshots are in the docs.
-var committedScreenshots = []string{"wizard", "status", "users", "queue", "netbios"}
-
 // packageDir is this directory: driver.mjs and its node_modules.
 func packageDir() string {
 	_, file, _, _ := runtime.Caller(0)
@@ -239,9 +236,9 @@ func (b *Browser) Viewport(w, h int) {
 	b.do(map[string]any{"op": "viewport", "width": w, "height": h}, &r)
 }
 
-// PublishScreenshots copies the committed screenshots this test took into
+// PublishScreenshots copies the named screenshots this test took into
 // docs/screenshots when CONCIERGE_UPDATE_SCREENSHOTS=1 and the test passed.
-func (b *Browser) PublishScreenshots() {
+func (b *Browser) PublishScreenshots(names ...string) {
 	b.t.Helper()
 	if !updateScreenshots || b.t.Failed() {
 		return
@@ -250,9 +247,9 @@ func (b *Browser) PublishScreenshots() {
 	if err := os.MkdirAll(dst, 0o755); err != nil {
 		b.t.Fatal(err)
 	}
-	for _, name := range b.shots {
-		if !slices.Contains(committedScreenshots, name) {
-			continue
+	for _, name := range names {
+		if !slices.Contains(b.shots, name) {
+			b.t.Fatalf("no screenshot %q to publish", name)
 		}
 		data, err := os.ReadFile(filepath.Join(b.Shots, name+".png"))
 		if err != nil {

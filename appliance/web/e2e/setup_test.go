@@ -25,9 +25,9 @@ const (
 	mailDomain  = "example.test"
 	aliasDomain = "example.net"
 	firstUser   = "alice"
-	firstPass   = "Alice-Garden-Path-7"
+	firstPass   = "Garden-Path-Seven-7"
 	newUser     = "bob"
-	newPass     = "Bob-River-Stone-93"
+	newPass     = "River-Stone-Ninety-3"
 	nbtName     = "OFFICEBOX"
 	workgroup   = "OFFICE"
 )
@@ -126,7 +126,7 @@ func TestSetupPageFirstRun(t *testing.T) {
 	cliHas(t, box, "identity", []string{"config", "show"}, "Reception desk")
 
 	// The CLI's changes, visible in the page at its next load.
-	box.CLIInput("Carol-Window-Light-5\n", "user", "add", "carol")
+	box.CLIInput("Window-Light-Five-5\n", "user", "add", "carol")
 	box.CLI("relay", "add", "10.77.99.0/24")
 	box.CLI("config", "set", "nbt.comment", "Front office")
 	b.Goto("/users")
@@ -170,7 +170,7 @@ func TestSetupPageFirstRun(t *testing.T) {
 			t.Errorf("fetchmail as %s did not collect the message with %q:\n%s", newUser, want, log)
 		}
 	}
-	b.PublishScreenshots()
+	b.PublishScreenshots("wizard", "status", "users")
 }
 
 // photographEveryPage follows every link of the navigation and saves a
@@ -259,7 +259,7 @@ func TestSetupPageQueueAndNetBIOS(t *testing.T) {
 	if err != nil {
 		t.Fatalf("swaks: %v\n%s", err, out)
 	}
-	deferred := regexp.MustCompile(`msg="delivery deferred" id=(\S+) to=friend@remote.test attempts=(\d+)`)
+	deferred := regexp.MustCompile(`msg="delivery deferred" .*\bid=(\S+) to=friend@remote.test attempts=(\d+)`)
 	id := waitLog(t, box, deferred, 1)
 	b.Goto("/queue")
 	row := rowWith(b.Table("queue"), "friend@remote.test")
@@ -270,11 +270,17 @@ func TestSetupPageQueueAndNetBIOS(t *testing.T) {
 	b.Screenshot("queue")
 	b.Goto("/queue/" + id)
 	b.Screenshot("queue-message")
+	if rowWith(b.Table("recipients"), "friend@remote.test", "1", "DNS") == nil {
+		t.Errorf("the message's page does not show one failed try and its DNS error:\n%s", texts(b.Table("recipients")))
+	}
 
 	// Retry: the box tries again at once (and fails again).
 	b.SubmitOK("queue-retry", "", nil)
 	waitLog(t, box, deferred, 2)
 	b.Goto("/queue/" + id)
+	if rowWith(b.Table("recipients"), "friend@remote.test", "2", "DNS") == nil {
+		t.Errorf("the message's page does not show the second try:\n%s", texts(b.Table("recipients")))
+	}
 	b.SubmitOK("queue-del", "", nil)
 	b.Goto("/queue")
 	if rows := b.Table("queue"); rowWith(rows, id) != nil || rowWith(rows, "friend@remote.test") != nil {
@@ -297,7 +303,7 @@ func TestSetupPageQueueAndNetBIOS(t *testing.T) {
 			t.Errorf("the WINS table on the NetBIOS page lacks %s at %s:\n%s", n, winsPC.Addr, texts(wins))
 		}
 	}
-	b.PublishScreenshots()
+	b.PublishScreenshots("queue", "netbios")
 }
 
 // waitLog waits until the box's log matches re count times and returns
