@@ -87,7 +87,8 @@ func cliHas(t *testing.T, box *testnet.Box, what string, args []string, want ...
 // once in the CLI, and changes made with the CLI show in the page. Then
 // swaks delivers to the new user at the alias domain (and to an unknown
 // name through the catch-all) and fetchmail collects both with the
-// password set in the page. Every page is photographed.
+// password set in the page. Every page is photographed. With the server
+// stopped, the CLI still shows what the page did.
 func TestSetupPageFirstRun(t *testing.T) {
 	requireBrowser(t, "swaks", "fetchmail", "ss")
 	lan := testnet.NewLAN(t, "10.77.50.0/24")
@@ -170,6 +171,15 @@ func TestSetupPageFirstRun(t *testing.T) {
 			t.Errorf("fetchmail as %s did not collect the message with %q:\n%s", newUser, want, log)
 		}
 	}
+	// Logging out ends the session in the browser.
+	b.SubmitOK("logout", "", nil)
+	if p := b.Goto("/users"); p.Path != "/login" {
+		t.Errorf("after logging out /users shows %s, not the login page", p.Path)
+	}
+	// With the server stopped the CLI still reads what the page wrote.
+	box.Stop()
+	cliHas(t, box, "the server stopped", []string{"user", "list"}, newUser+"\t"+newUser+"@"+mailDomain)
+	cliHas(t, box, "the server stopped", []string{"alias", "list"}, "@"+mailDomain+"\t"+newUser)
 	b.PublishScreenshots("wizard", "status", "users")
 }
 
