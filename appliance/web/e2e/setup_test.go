@@ -8,8 +8,6 @@ package e2e
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -164,7 +162,10 @@ func TestSetupPageFirstRun(t *testing.T) {
 	if got := len(box.Maildir(newUser)); got != 2 {
 		t.Fatalf("%s's mailbox holds %d messages after two deliveries, want 2", newUser, got)
 	}
-	got, log := fetchmail(t, pc, a, newUser, newPass)
+	got, log, err := pc.Fetchmail(a, newUser, newPass, "keep sslproto 'tls1.2+' no sslcertck")
+	if err != nil {
+		t.Fatalf("fetchmail as %s: %v\n%s", newUser, err, log)
+	}
 	for i, to := range []string{newUser + "@" + aliasDomain, "nobody@" + mailDomain} {
 		want := fmt.Sprintf("marker-%d for %s", i, to)
 		if !strings.Contains(strings.Join(got, "\n"), want) {
@@ -212,40 +213,6 @@ func shotName(path string) string {
 		return "status"
 	}
 	return name
-}
-
-// fetchmail collects every message of user over POP3 with STLS from host
-// h and returns them with fetchmail's log; it fails the test if fetchmail
-// fails.
-func fetchmail(t *testing.T, h *testnet.Host, server, user, pass string) ([]string, string) {
-	t.Helper()
-	home := t.TempDir()
-	out := filepath.Join(home, "out")
-	if err := os.Mkdir(out, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	rc := fmt.Sprintf("set no bouncemail\npoll %s service 110 protocol pop3 timeout 30 auth password\n"+
-		"  user %q there with password %q is \"root\" here\n"+
-		"  keep fetchall sslproto 'tls1.2+' no sslcertck no rewrite\n"+
-		"  mda \"sh -c 'cat > %s/msg.$$'\"\n", server, user, pass, out)
-	rcFile := filepath.Join(home, "fetchmailrc")
-	if err := os.WriteFile(rcFile, []byte(rc), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	log, err := h.Output("env", "HOME="+home, "fetchmail", "-f", rcFile, "-v", "--nosyslog")
-	if err != nil {
-		t.Fatalf("fetchmail as %s: %v\n%s", user, err, log)
-	}
-	ents, _ := os.ReadDir(out)
-	var msgs []string
-	for _, e := range ents {
-		data, err := os.ReadFile(filepath.Join(out, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		msgs = append(msgs, string(data))
-	}
-	return msgs, log
 }
 
 // Acceptance 4: the queue page lists a message the box cannot deliver
