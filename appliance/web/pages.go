@@ -316,27 +316,36 @@ func identityValues(ctx context.Context, c control.Caller) (map[string]string, e
 	return map[string]string{"hostname": cfg.Hostname, "nbt_name": cfg.NBT.Name, "workgroup": cfg.NBT.Workgroup, "comment": cfg.NBT.Comment}, nil
 }
 
-// setIdentity sets the keys whose value changed, one op each.
+// setIdentity sets the keys whose value changed, one op each; when one is
+// refused, those set before it are put back, so the form changes all or
+// nothing.
 func setIdentity(ctx context.Context, c control.Caller, f map[string]string) (string, error) {
 	cur, err := identityValues(ctx, c)
 	if err != nil {
 		return "", err
 	}
-	changed := 0
+	var done []string // keys set, to put back
 	for _, k := range identityKeys {
 		if f[k.field] == cur[k.field] {
 			continue
 		}
-		if err := c.Call(ctx, control.OpConfigSet, control.Args{"key": k.key, "value": f[k.field]}, nil); err != nil {
-			var ce *control.Error
-			if errors.As(err, &ce) {
-				return "", &control.Error{Code: ce.Code, Fields: map[string]string{k.field: ce.Error()}}
-			}
-			return "", err
+		err := c.Call(ctx, control.OpConfigSet, control.Args{"key": k.key, "value": f[k.field]}, nil)
+		if err == nil {
+			done = append(done, k.field)
+			continue
 		}
-		changed++
+		for _, back := range identityKeys {
+			if slices.Contains(done, back.field) {
+				c.Call(ctx, control.OpConfigSet, control.Args{"key": back.key, "value": cur[back.field]}, nil)
+			}
+		}
+		var ce *control.Error
+		if errors.As(err, &ce) {
+			return "", &control.Error{Code: ce.Code, Fields: map[string]string{k.field: ce.Error()}}
+		}
+		return "", err
 	}
-	if changed == 0 {
+	if len(done) == 0 {
 		return "Nothing changed.", nil
 	}
 	return "Saved.", nil

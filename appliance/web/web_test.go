@@ -314,6 +314,7 @@ func TestFieldErrorsNextToTheField(t *testing.T) {
 		{"/relay", "relay-add", map[string]string{"cidr": "0.0.0.0/0"}, "cidr", "cidr"},
 		{"/aliases", "alias-add", map[string]string{"address": "x@elsewhere.example", "targets": testUser}, "address", "targets"},
 		{"/users", "user-passwd", map[string]string{"password": "short"}, "password", ""}, // alice's row
+		{"/identity", "identity", map[string]string{"hostname": "box.example.org", "workgroup": "BAD/NAME"}, "workgroup", "workgroup"},
 		{"/maintenance", "admin-passwd", map[string]string{"password": "One-Pass-Word-1", "password2": "Other-Pass-Word-2"}, "password2", ""},
 	}
 	for _, tc := range cases {
@@ -329,6 +330,13 @@ func TestFieldErrorsNextToTheField(t *testing.T) {
 		if tc.kept != "" {
 			if got := r.form(t, tc.page, tc.form).values.Get(tc.kept); got != tc.fields[tc.kept] {
 				t.Errorf("%s: field %s shows %q after the error, want %q", tc.form, tc.kept, got, tc.fields[tc.kept])
+			}
+		}
+		if tc.form == "identity" {
+			var k control.ConfigKey
+			b.call(control.OpConfigGet, control.Args{"key": "hostname"}, &k)
+			if k.Value != "mail."+testDomain {
+				t.Errorf("identity with a bad workgroup changed the hostname to %q: half applied", k.Value)
 			}
 		}
 		for k, v := range tc.fields {
