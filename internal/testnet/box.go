@@ -2,6 +2,7 @@ package testnet
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -90,7 +91,26 @@ const (
 // checks that the server is up and has applied settings.
 func (b *Box) WaitSettingsApplied() {
 	b.t.Helper()
+	b.waitSocket()
 	b.CLI("wait", "settings-applied", "--timeout", ReloadTimeout.String())
+}
+
+// waitSocket waits until the server answers on its control socket (the
+// first thing it opens; a crashed one may have left a stale file), so
+// that the CLI talks to it.
+func (b *Box) waitSocket() {
+	b.t.Helper()
+	sock := filepath.Join(b.Data, "control.sock")
+	answers := func() bool {
+		c, err := net.Dial("unix", sock)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	}
+	if !WaitFor(StartTimeout, func() bool { return answers() || b.Proc.Exited() }) || b.Proc.Exited() {
+		b.t.Fatalf("concierge serve did not open %s:\n%s", sock, b.Proc.Out.String())
+	}
 }
 
 // ReloadSettings applies a hand edit of the settings file

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -237,16 +238,15 @@ func (l *LAN) Join(h *Host, ifname string, n int) netip.Addr {
 	return addr
 }
 
-// WaitNamesClaimed waits until the box's log holds its count-th "nbt:
-// names claimed" line (one per start of the name service: the process
-// start, and each restart on a settings or interface change), and fails
-// the test after 20s or when the process exits.
+// WaitNamesClaimed waits for the count-th names-claimed event of the
+// control API (one per start of the name service: the process start, and
+// each restart on a settings or interface change), through "concierge
+// wait names-claimed", and fails the test after 20s.
 func (b *Box) WaitNamesClaimed(count int) {
 	b.t.Helper()
-	ok := WaitFor(20*time.Second, func() bool {
-		return strings.Count(b.Proc.Out.String(), `msg="nbt: names claimed"`) >= count || b.Proc.Exited()
-	})
-	if !ok || b.Proc.Exited() {
-		b.t.Fatalf("the box did not log its names claimed (%d times):\n%s", count, b.Proc.Out.String())
+	b.waitSocket()
+	out, err := b.CLITry("", "wait", "names-claimed", "--after", strconv.Itoa(count-1), "--timeout", "20s")
+	if err != nil {
+		b.t.Fatalf("the box did not claim its names (%d times): %v %s\n%s", count, err, out, b.Proc.Out.String())
 	}
 }
