@@ -12,7 +12,12 @@ GOFLAGS_STATIC := CGO_ENABLED=0
 
 # Debian packages the integration tests drive as real peers and clients.
 TEST_PACKAGES := iproute2 iputils-ping procps psmisc swaks postfix samba samba-common-bin nbtscan \
-	python3 python3-impacket fetchmail mpop dnsmasq-base tshark dovecot-core dovecot-pop3d openssl
+	python3 python3-impacket fetchmail mpop dnsmasq-base tshark dovecot-core dovecot-pop3d openssl \
+	chromium
+
+# The setup page's browser tests drive Chromium with playwright-core, pinned
+# in package.json and package-lock.json there and installed with npm ci.
+E2E_DIR := appliance/web/e2e
 
 .PHONY: all build run test test-deps unit bench fuzz clean
 
@@ -30,6 +35,7 @@ run: build
 
 test-deps:
 	@./scripts/test-deps.sh $(TEST_PACKAGES)
+	@./scripts/test-deps-node.sh $(E2E_DIR)
 	$(GO) mod download
 
 # The tests run under the race detector, which needs cgo in the test

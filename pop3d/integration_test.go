@@ -139,37 +139,7 @@ func (p *popLAN) fetchmail(t *testing.T, h *testnet.Host, opts string) ([]string
 // fetchmailAs is fetchmail logging in as login with alice's password.
 func (p *popLAN) fetchmailAs(t *testing.T, h *testnet.Host, login, opts string) ([]string, string, error) {
 	t.Helper()
-	home, err := os.MkdirTemp(p.dir, "fetchmail-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := filepath.Join(home, "out")
-	os.Mkdir(out, 0o755)
-	rc := fmt.Sprintf("set no bouncemail\nset invisible\npoll %s service 110 protocol pop3 timeout 30 auth password\n"+
-		"  user %q there with password %q is \"root\" here\n"+
-		"  %s fetchall no rewrite no stripcr\n"+
-		"  mda \"sh -c 'cat > %s/msg.$$'\"\n", p.box.Addr, login, alicePass, opts, out)
-	rcFile := filepath.Join(home, "fetchmailrc")
-	if err := os.WriteFile(rcFile, []byte(rc), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	log, ferr := h.Output("env", "HOME="+home, "fetchmail", "-f", rcFile, "-v", "--nosyslog")
-	return readDir(t, out), log, ferr
-}
-
-func readDir(t *testing.T, d string) []string {
-	t.Helper()
-	ents, _ := os.ReadDir(d)
-	var out []string
-	for _, e := range ents {
-		b, err := os.ReadFile(filepath.Join(d, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, string(b))
-	}
-	sort.Strings(out)
-	return out
+	return h.Fetchmail(p.box.Addr.String(), login, alicePass, opts)
 }
 
 func sorted(s []string) []string {
@@ -274,7 +244,7 @@ func TestMpop(t *testing.T) {
 	if !strings.Contains(log, "PIPELINING") {
 		t.Errorf("mpop did not see PIPELINING:\n%.2000s", log)
 	}
-	got := readDir(t, out)
+	got := testnet.ReadFiles(t, out)
 	// mpop may hand messages to the MDA with LF line endings; the
 	// octets on the wire are checked byte for byte by the other clients.
 	var want []string
