@@ -68,6 +68,18 @@ var funcs = template.FuncMap{
 		}
 		return fmt.Sprintf("%d bytes", n)
 	},
+	// logText is a log line without the time and level the table shows
+	// in columns of their own.
+	"logText": func(text string) string {
+		for _, key := range []string{"time=", "level="} {
+			if rest, ok := strings.CutPrefix(text, key); ok {
+				if _, after, found := strings.Cut(rest, " "); found {
+					text = after
+				}
+			}
+		}
+		return text
+	},
 }
 
 // page is what every template gets.
