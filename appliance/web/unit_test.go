@@ -208,7 +208,7 @@ func TestLogTextDropsTimeAndLevel(t *testing.T) {
 	for in, want := range map[string]string{
 		`time=2026-11-30T21:52:22.337Z level=INFO msg=started users=0`: `msg=started users=0`,
 		`msg="no time" a=b`: `msg="no time" a=b`,
-		`time=x`:             `time=x`,
+		`time=x`:            `time=x`,
 	} {
 		if got := logText(in); got != want {
 			t.Errorf("logText(%q) = %q, want %q", in, got, want)
