@@ -102,9 +102,20 @@ type opDef struct {
 	fields map[string]string
 }
 
-// ops is the table of every op. It is filled in init (the ops refer to
-// Service methods that refer back to the table through Call).
-var ops map[string]opDef
+// ops is the table of every op. It is filled in init by register (the
+// ops refer to Service methods that refer back to the table through
+// Call); each feature registers its ops from a file of its own.
+var ops = map[string]opDef{}
+
+// register adds ops to the table; a name registered twice is a bug.
+func register(add map[string]opDef) {
+	for name, d := range add {
+		if _, dup := ops[name]; dup {
+			panic("control: op " + name + " registered twice")
+		}
+		ops[name] = d
+	}
+}
 
 // Ops lists the op names, sorted.
 func Ops() []string { return sortedKeys(ops) }

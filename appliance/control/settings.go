@@ -13,7 +13,7 @@ import (
 )
 
 func init() {
-	ops = map[string]opDef{
+	register(map[string]opDef{
 		OpSettingsGet: {run: (*Service).settingsGet},
 		OpConfigKeys:  {run: (*Service).configKeys},
 		OpConfigGet:   {args: []string{"key"}, run: (*Service).configGet, fields: map[string]string{"*": "key"}},
@@ -81,7 +81,7 @@ func init() {
 			return nil, s.opt.Live.Restart(ctx)
 		}},
 		OpEventsWait: {args: []string{"kind", "after", "timeout"}, live: true, run: (*Service).eventsWait},
-	}
+	})
 }
 
 // update edits the settings file. In the server it then reconfigures every
