@@ -238,8 +238,9 @@ func TestSecretsHidden(t *testing.T) {
 	if v, _ := c.Get("delivery.smarthost_password"); v != "" {
 		t.Errorf("unset password reads %q, want empty", v)
 	}
-	for k, v := range map[string]string{"delivery.smarthost": "smtp.isp.test:587", "delivery.smarthost_user": "office", "delivery.smarthost_password": "isp-secret-42"} {
-		if err := c.Set(k, v); err != nil {
+	// In this order: a password needs a user name first.
+	for _, kv := range [][2]string{{"delivery.smarthost", "smtp.isp.test:587"}, {"delivery.smarthost_user", "office"}, {"delivery.smarthost_password", "isp-secret-42"}} {
+		if err := c.Set(kv[0], kv[1]); err != nil {
 			t.Fatal(err)
 		}
 	}
