@@ -7,5 +7,6 @@ func newServices(env *Env) []Service {
 		newDeliveryService(env),
 		newPOP3Service(env),
 		newNBTService(env),
+		newDHCPService(env),
 	}
 }

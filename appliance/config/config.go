@@ -42,6 +42,7 @@ type Config struct {
 	Delivery Delivery `json:"delivery"`
 	POP3     POP3     `json:"pop3"`
 	NBT      NBT      `json:"nbt"`
+	DHCP     DHCP     `json:"dhcp"`
 }
 
 // Domain is one mail domain.
@@ -71,6 +72,7 @@ func Default() *Config {
 		Delivery: DefaultDelivery(),
 		POP3:     DefaultPOP3(),
 		NBT:      DefaultNBT(),
+		DHCP:     DefaultDHCP(),
 	}
 }
 
@@ -225,6 +227,7 @@ func (c *Config) Validate() Errors {
 	errs = append(errs, c.Delivery.validate("delivery")...)
 	errs = append(errs, c.POP3.validate("pop3")...)
 	errs = append(errs, c.NBT.validate("nbt")...)
+	errs = append(errs, c.DHCP.validate("dhcp")...)
 	return errs
 }
 
