@@ -11,7 +11,8 @@ GOFLAGS_STATIC := CGO_ENABLED=0
 
 # Debian packages the integration tests drive as real peers and clients.
 TEST_PACKAGES := iproute2 iputils-ping procps psmisc swaks postfix samba samba-common-bin nbtscan \
-	python3 python3-impacket fetchmail mpop dnsmasq-base tshark dovecot-core dovecot-pop3d openssl
+	python3 python3-impacket fetchmail mpop dnsmasq-base tshark dovecot-core dovecot-pop3d openssl \
+	isc-dhcp-client udhcpc
 
 .PHONY: all build run test test-deps unit bench fuzz clean
 

@@ -61,7 +61,8 @@ type Config struct {
 	// Addr is the box's address and subnet on Interface (the server
 	// identifier, option 54). Zero: read from the interface.
 	Addr netip.Prefix
-	// RangeStart and RangeEnd bound the dynamic pool; zero: DefaultRange.
+	// RangeStart and RangeEnd bound the dynamic pool; zero: the bound of
+	// DefaultRange.
 	RangeStart, RangeEnd netip.Addr
 	LeaseTime            time.Duration
 	Routers              []netip.Addr // option 3
@@ -136,8 +137,12 @@ func (c *Config) resolve() error {
 		return fmt.Errorf("dhcpd: %s is not an IPv4 subnet with room for clients", c.Addr)
 	}
 	subnet := c.Addr.Masked()
-	if !c.RangeStart.IsValid() && !c.RangeEnd.IsValid() {
-		c.RangeStart, c.RangeEnd = DefaultRange(subnet)
+	defStart, defEnd := DefaultRange(subnet)
+	if !c.RangeStart.IsValid() {
+		c.RangeStart = defStart
+	}
+	if !c.RangeEnd.IsValid() {
+		c.RangeEnd = defEnd
 	}
 	switch {
 	case !subnet.Contains(c.RangeStart) || !subnet.Contains(c.RangeEnd):
@@ -582,7 +587,7 @@ func (s *Server) discover(ctx context.Context, m *dhcpv4.DHCPv4) *dhcpv4.DHCPv4 
 			if !ok || try >= MaxProbeTries {
 				s.mu.Unlock()
 				s.c.exhausted.Add(1)
-				cfg.Log.Warn("dhcpd: no free address to offer", "mac", mac, "range", fmt.Sprintf("%s-%s", cfg.RangeStart, cfg.RangeEnd))
+				cfg.Log.Warn("dhcpd: no free address to offer", "mac", mac.String(), "range", fmt.Sprintf("%s-%s", cfg.RangeStart, cfg.RangeEnd))
 				return nil
 			}
 		}
@@ -669,13 +674,14 @@ func (s *Server) request(m *dhcpv4.DHCPv4) *dhcpv4.DHCPv4 {
 	fixed, hasFixed := p.reserved[string(mac)]
 	if !p.available(a, key, mac, now) || hasFixed && a != fixed {
 		s.mu.Unlock()
-		cfg.Log.Info("dhcpd: NAK", "mac", mac, "addr", a)
+		cfg.Log.Info("dhcpd: NAK", "mac", mac.String(), "addr", a)
 		return s.reply(m, dhcpv4.MessageTypeNak, netip.Addr{}, 0)
 	}
 	l := p.set(a, key, mac, stateBound, now.Add(cfg.LeaseTime))
 	if h := hostname(m.HostName()); h != "" {
 		l.hostname = h
 	}
+	host := l.hostname
 	var wait *batch
 	if l.horizon.Before(l.expires) {
 		l.horizon = now.Add(2 * cfg.LeaseTime)
@@ -686,9 +692,14 @@ func (s *Server) request(m *dhcpv4.DHCPv4) *dhcpv4.DHCPv4 {
 		<-wait.done
 		if wait.err != nil {
 			s.c.unacked.Add(1)
-			cfg.Log.Error("dhcpd: lease file not written; no ACK", "mac", mac, "addr", a, "err", wait.err)
+			cfg.Log.Error("dhcpd: lease file not written; no ACK", "mac", mac.String(), "addr", a, "err", wait.err)
 			return nil
 		}
+	}
+	if wait != nil {
+		cfg.Log.Info("dhcpd: lease", "mac", mac.String(), "addr", a, "hostname", host, "lease", cfg.LeaseTime)
+	} else {
+		cfg.Log.Debug("dhcpd: lease renewed", "mac", mac.String(), "addr", a)
 	}
 	return s.reply(m, dhcpv4.MessageTypeAck, a, cfg.LeaseTime)
 }
@@ -704,7 +715,7 @@ func (s *Server) release(m *dhcpv4.DHCPv4) {
 	}
 	if a.IsValid() && s.pool.free(a, key, s.cfg.Now()) {
 		s.store.changed()
-		s.cfg.Log.Info("dhcpd: released", "mac", m.ClientHWAddr, "addr", a)
+		s.cfg.Log.Info("dhcpd: released", "mac", m.ClientHWAddr.String(), "addr", a)
 	}
 }
 
@@ -721,7 +732,7 @@ func (s *Server) decline(m *dhcpv4.DHCPv4) {
 	}
 	s.pool.decline(a, s.cfg.Now().Add(s.cfg.DeclineHold))
 	s.store.changed()
-	s.cfg.Log.Warn("dhcpd: a client found its address in use; kept out of the pool", "mac", m.ClientHWAddr, "addr", a, "for", s.cfg.DeclineHold)
+	s.cfg.Log.Warn("dhcpd: a client found its address in use; kept out of the pool", "mac", m.ClientHWAddr.String(), "addr", a, "for", s.cfg.DeclineHold)
 }
 
 // inform answers a client that configured its address itself with the

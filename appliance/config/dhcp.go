@@ -18,9 +18,10 @@ type DHCP struct {
 	// Interface is the LAN interface to serve; empty means the one
 	// interface with a private IPv4 address.
 	Interface string `json:"interface"`
-	// RangeStart and RangeEnd bound the addresses handed out; both empty
-	// means the upper half of the interface's subnet (.128 to .254 on a
-	// /24).
+	// RangeStart and RangeEnd bound the addresses handed out; empty
+	// means the bound of the default pool, the upper half of the
+	// interface's subnet (.128 to .254 on a /24). The server checks at
+	// start that the range lies in the subnet.
 	RangeStart string `json:"range_start"`
 	RangeEnd   string `json:"range_end"`
 	// LeaseTime is how long a client may keep its address unrenewed.
@@ -79,14 +80,12 @@ func (d *DHCP) validate(p string) Errors {
 	}
 	var start, end netip.Addr
 	var err error
-	switch {
-	case d.RangeStart == "" && d.RangeEnd == "":
-	case d.RangeStart == "" || d.RangeEnd == "":
-		add("range_start", "set both range_start and range_end, or neither (the upper half of the LAN subnet)")
-	default:
+	if d.RangeStart != "" {
 		if start, err = parseIPv4(d.RangeStart); err != nil {
 			add("range_start", "%v", err)
 		}
+	}
+	if d.RangeEnd != "" {
 		if end, err = parseIPv4(d.RangeEnd); err != nil {
 			add("range_end", "%v", err)
 		}
