@@ -58,7 +58,11 @@ func (s *dhcpService) settings(c config.DHCP, scope string) dhcpd.Config {
 		WINS:         addrs(c.WINS),
 		NetBIOSScope: scope,
 		LeaseFile:    filepath.Join(s.env.DataDir, dhcpLeaseFile),
+		ProbeTimeout: c.ProbeTimeout.D(),
 		Log:          s.env.Log.With("service", "dhcp"),
+	}
+	if d.ProbeTimeout == 0 {
+		d.ProbeTimeout = -1 // off
 	}
 	if c.RangeStart != "" {
 		d.RangeStart, _ = netip.ParseAddr(c.RangeStart)

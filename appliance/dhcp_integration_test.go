@@ -162,9 +162,12 @@ func TestDHCPWithDebianClients(t *testing.T) {
 	box.CLI("config", "set", "dhcp.enabled", "false")
 	box.WaitSettingsApplied()
 	rogue := lan.AddHost("rogue", 3)
-	rogue.Start("dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0", "--no-resolv", "--no-hosts",
+	rogueProc := rogue.Start("dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0", "--no-resolv", "--no-hosts",
 		"--bind-interfaces", "--interface=eth0", "--dhcp-range="+dhcpNet+".200,"+dhcpNet+".210,10m",
 		"--dhcp-leasefile="+filepath.Join(t.TempDir(), "dnsmasq.leases"), "--log-dhcp")
+	if !rogueProc.WaitOutput(dhcpWait, func(out string) bool { return strings.Contains(out, "DHCP, IP range") }) {
+		t.Fatalf("dnsmasq did not start:\n%s", rogueProc.Out.String())
+	}
 	box.CLI("config", "set", "dhcp.enabled", "true")
 	box.WaitSettingsApplied()
 	waitLog(t, box, `msg="dhcpd: another DHCP server answers on this LAN`, 1)

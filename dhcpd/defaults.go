@@ -21,6 +21,7 @@ const (
 	// DefaultProbeTimeout bounds the wait for an answer to the ICMP echo
 	// sent to an address before it is first offered (RFC 2131 2.2).
 	DefaultProbeTimeout = 500 * time.Millisecond
+	MaxProbeTimeout     = 5 * time.Second
 	// MaxProbeTries is how many fresh addresses one DISCOVER may probe
 	// before the server gives up for that packet.
 	MaxProbeTries = 3

@@ -183,13 +183,23 @@ func (s *Server) detect(window time.Duration) {
 		return
 	}
 	m.HopCount = 1
-	if _, err := conn.WriteTo(m.ToBytes(), &net.UDPAddr{IP: net.IPv4bcast, Port: ServerPort}); err != nil {
-		log.Warn("dhcpd: could not check for other DHCP servers", "err", err)
-		return
-	}
+	// Three tries across the window, as a client retransmits: one lost
+	// packet must not hide a server.
 	ctx, cancel := context.WithTimeout(context.Background(), window)
 	defer cancel()
-	<-ctx.Done()
+	t := time.NewTicker(window / 3)
+	defer t.Stop()
+	for {
+		if _, err := conn.WriteTo(m.ToBytes(), &net.UDPAddr{IP: net.IPv4bcast, Port: ServerPort}); err != nil {
+			log.Warn("dhcpd: could not check for other DHCP servers", "err", err)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // others returns the other servers seen so far (for tests).

@@ -39,11 +39,15 @@ type DHCP struct {
 	// WINS are the NetBIOS name servers given to clients (option 44);
 	// empty means the box itself on the LAN interface.
 	WINS []string `json:"wins"`
+	// ProbeTimeout is how long the server waits for an answer to the
+	// ICMP echo it sends to an address before first offering it; 0 turns
+	// the probe off.
+	ProbeTimeout Duration `json:"probe_timeout"`
 }
 
 // DefaultDHCP returns the DHCP defaults; the server's own are in dhcpd.
 func DefaultDHCP() DHCP {
-	return DHCP{LeaseTime: Duration(dhcpd.DefaultLeaseTime)}
+	return DHCP{LeaseTime: Duration(dhcpd.DefaultLeaseTime), ProbeTimeout: Duration(dhcpd.DefaultProbeTimeout)}
 }
 
 // ParseReservation reads one "MAC=IP" reservation.
@@ -103,6 +107,9 @@ func (d *DHCP) validate(p string) Errors {
 	}
 	if lt := d.LeaseTime.D(); lt < dhcpd.MinLeaseTime || lt > dhcpd.MaxLeaseTime {
 		add("lease_time", "must be between %s and %s, not %s", dhcpd.MinLeaseTime, dhcpd.MaxLeaseTime, d.LeaseTime)
+	}
+	if pt := d.ProbeTimeout.D(); pt < 0 || pt > dhcpd.MaxProbeTimeout {
+		add("probe_timeout", "must be between 0 (no probe) and %s, not %s", dhcpd.MaxProbeTimeout, d.ProbeTimeout)
 	}
 	if d.Router != "" {
 		if _, err := parseIPv4(d.Router); err != nil {
