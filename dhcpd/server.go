@@ -348,9 +348,12 @@ func (s *Server) ListenAndServe() error {
 			s.prober = p
 		}
 	}
+	s.mu.Lock()
+	s.conn = conn
+	s.mu.Unlock()
 	go s.Serve(conn)
 	if cfg.DetectWindow > 0 {
-		go s.detect(cfg.DetectWindow)
+		go s.detect(conn, cfg.DetectWindow)
 	} else {
 		close(s.detected)
 	}

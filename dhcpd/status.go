@@ -160,11 +160,11 @@ func (s *Server) sawReply(m *dhcpv4.DHCPv4, peer net.Addr) {
 // a relay agent on the box's own address would (giaddr = the box), so
 // that every other server on the LAN answers to port 67, where the serve
 // loop sees the answers (sawReply). RFC 2131 4.1, 4.3.1.
-func (s *Server) detect(window time.Duration) {
+func (s *Server) detect(conn net.PacketConn, window time.Duration) {
 	defer close(s.detected)
 	s.mu.Lock()
 	s.detecting = true
-	conn, server, log := s.conn, s.pool.server, s.cfg.Log
+	server, log := s.pool.server, s.cfg.Log
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
@@ -175,9 +175,6 @@ func (s *Server) detect(window time.Duration) {
 			log.Info("dhcpd: no other DHCP server answered on the LAN")
 		}
 	}()
-	if conn == nil {
-		return
-	}
 	m, err := dhcpv4.NewDiscovery(s.probeMAC, dhcpv4.WithGatewayIP(server.AsSlice()))
 	if err != nil {
 		return
