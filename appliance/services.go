@@ -8,5 +8,6 @@ func newServices(env *Env) []Service {
 		newPOP3Service(env),
 		newNBTService(env),
 		newWebService(env),
+		newDHCPService(env),
 	}
 }

@@ -44,6 +44,7 @@ type Config struct {
 	NBT      NBT      `json:"nbt"`
 	Web      Web      `json:"web"`
 	Admin    Admin    `json:"admin"`
+	DHCP     DHCP     `json:"dhcp"`
 }
 
 // Domain is one mail domain.
@@ -80,6 +81,7 @@ func Default() *Config {
 		POP3:     DefaultPOP3(),
 		NBT:      DefaultNBT(),
 		Web:      DefaultWeb(),
+		DHCP:     DefaultDHCP(),
 	}
 }
 
@@ -238,6 +240,7 @@ func (c *Config) Validate() Errors {
 	if h := c.Admin.PasswordHash; h != "" && !IsPasswordHash(h) {
 		add(fieldErr("admin.password_hash", "is not an argon2id or bcrypt hash"))
 	}
+	errs = append(errs, c.DHCP.validate("dhcp")...)
 	return errs
 }
 

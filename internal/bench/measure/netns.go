@@ -27,15 +27,8 @@ func InNamespace(prefix, innerEnv string, keep bool, perm os.FileMode) error {
 	if !keep {
 		defer os.RemoveAll(work)
 	}
-	root, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}").Output()
-	if err != nil {
-		return fmt.Errorf("go list -m: %v", err)
-	}
-	build := exec.Command("go", "build", "-o", filepath.Join(work, "concierge"), "./cmd/concierge")
-	build.Dir = strings.TrimSpace(string(root))
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build: %v\n%s", err, out)
+	if err := BuildConcierge(filepath.Join(work, "concierge")); err != nil {
+		return err
 	}
 	ns := fmt.Sprintf("%s%d", prefix, os.Getpid())
 	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
@@ -55,4 +48,19 @@ func InNamespace(prefix, innerEnv string, keep bool, perm os.FileMode) error {
 	cmd.Env = append(os.Environ(), innerEnv+"="+work)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	return cmd.Run()
+}
+
+// BuildConcierge builds the static concierge binary at path.
+func BuildConcierge(path string) error {
+	root, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}").Output()
+	if err != nil {
+		return fmt.Errorf("go list -m: %v", err)
+	}
+	build := exec.Command("go", "build", "-o", path, "./cmd/concierge")
+	build.Dir = strings.TrimSpace(string(root))
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return nil
 }

@@ -1,0 +1,200 @@
+package appliance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"path/filepath"
+	"reflect"
+	"sync"
+	"time"
+
+	"concierge/appliance/config"
+	"concierge/dhcpd"
+)
+
+// dhcpLeaseFile is the lease file of the DHCP server in the data directory.
+const dhcpLeaseFile = "dhcp-leases.json"
+
+// dhcpWatch is how often a DHCP server that could not start (its LAN
+// interface has no address yet) tries again.
+const dhcpWatch = 5 * time.Second
+
+// dhcpService runs the LAN's DHCP server (dhcpd) when dhcp.enabled is set.
+type dhcpService struct {
+	env *Env
+
+	mu      sync.Mutex
+	cur     config.DHCP
+	scope   string // the NetBIOS scope, sent as option 47
+	srv     *dhcpd.Server
+	stopped chan struct{}
+}
+
+func newDHCPService(env *Env) Service {
+	return &dhcpService{env: env, stopped: make(chan struct{})}
+}
+
+func (s *dhcpService) Name() string { return "dhcp" }
+
+// settings copies the configuration onto the server's settings. The
+// configuration was validated, so the addresses parse.
+func (s *dhcpService) settings(c config.DHCP, scope string) dhcpd.Config {
+	addrs := func(list []string) []netip.Addr {
+		var out []netip.Addr
+		for _, a := range list {
+			if ip, err := netip.ParseAddr(a); err == nil {
+				out = append(out, ip)
+			}
+		}
+		return out
+	}
+	d := dhcpd.Config{
+		Interface:    c.Interface,
+		LeaseTime:    c.LeaseTime.D(),
+		DNS:          addrs(c.DNSServers),
+		Domain:       c.Domain,
+		WINS:         addrs(c.WINS),
+		NetBIOSScope: scope,
+		LeaseFile:    filepath.Join(s.env.DataDir, dhcpLeaseFile),
+		ProbeTimeout: c.ProbeTimeout.D(),
+		Log:          s.env.Log.With("service", "dhcp"),
+	}
+	if d.ProbeTimeout == 0 {
+		d.ProbeTimeout = -1 // off
+	}
+	if c.RangeStart != "" {
+		d.RangeStart, _ = netip.ParseAddr(c.RangeStart)
+		d.RangeEnd, _ = netip.ParseAddr(c.RangeEnd)
+	}
+	if c.Router != "" {
+		d.Routers = addrs([]string{c.Router})
+	}
+	for _, r := range c.Reservations {
+		if mac, ip, err := config.ParseReservation(r); err == nil {
+			d.Reservations = append(d.Reservations, dhcpd.Reservation{MAC: mac, IP: ip})
+		}
+	}
+	return d
+}
+
+func (s *dhcpService) Start(ctx context.Context, cfg *config.Config) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cur, s.scope = cfg.DHCP, cfg.NBT.Scope
+	go s.watch()
+	return s.startLocked()
+}
+
+// startLocked starts the server for s.cur. A LAN interface without an
+// address yet leaves the start to watch; other errors (a range outside
+// the subnet) are reported.
+func (s *dhcpService) startLocked() error {
+	if !s.cur.Enabled || s.srv != nil {
+		return nil
+	}
+	srv, err := dhcpd.New(s.settings(s.cur, s.scope))
+	if errors.Is(err, dhcpd.ErrNoInterface) {
+		s.env.Log.Warn("dhcp: LAN interface not ready; waiting for it", "err", err)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("dhcp: %w", err)
+	}
+	if err := srv.ListenAndServe(); err != nil {
+		srv.Close()
+		return fmt.Errorf("dhcp: %w", err)
+	}
+	s.srv = srv
+	return nil
+}
+
+// watch starts an enabled server whose interface was not ready.
+func (s *dhcpService) watch() {
+	t := time.NewTicker(dhcpWatch)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopped:
+			return
+		case <-t.C:
+		}
+		s.mu.Lock()
+		if s.cur.Enabled && s.srv == nil {
+			if err := s.startLocked(); err != nil {
+				s.env.Log.Error("dhcp: start", "err", err)
+			}
+		}
+		s.mu.Unlock()
+	}
+}
+
+func (s *dhcpService) Reconfigure(cfg *config.Config) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if reflect.DeepEqual(s.cur, cfg.DHCP) && s.scope == cfg.NBT.Scope {
+		return nil
+	}
+	s.cur, s.scope = cfg.DHCP, cfg.NBT.Scope
+	if !s.cur.Enabled {
+		return s.stopLocked(context.Background())
+	}
+	if s.srv == nil {
+		return s.startLocked() // enabling: checks for other servers
+	}
+	// Options, pool and reservations change in place, keeping the
+	// leases; another interface needs a new server.
+	err := s.srv.Reconfigure(s.settings(s.cur, s.scope))
+	if errors.Is(err, dhcpd.ErrRestart) {
+		s.stopLocked(context.Background())
+		return s.startLocked()
+	}
+	if err != nil {
+		return fmt.Errorf("dhcp: %w", err)
+	}
+	return nil
+}
+
+func (s *dhcpService) stopLocked(ctx context.Context) error {
+	if s.srv == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	err := s.srv.Shutdown(ctx)
+	s.srv = nil
+	return err
+}
+
+func (s *dhcpService) Stop(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	select {
+	case <-s.stopped:
+	default:
+		close(s.stopped)
+	}
+	return s.stopLocked(ctx)
+}
+
+func (s *dhcpService) Listening() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.srv == nil {
+		return nil
+	}
+	st := s.srv.Status()
+	return []string{fmt.Sprintf("%-12s 0.0.0.0:67 udp (%s, %s, pool %s)", "dhcp", st.Interface, st.Addr, st.Range)}
+}
+
+// Status returns the DHCP server's leases, counters and the other servers
+// it saw, for the status page and the control API; false when it is off.
+func (s *dhcpService) Status() (dhcpd.Status, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.srv == nil {
+		return dhcpd.Status{}, false
+	}
+	return s.srv.Status(), true
+}
