@@ -188,6 +188,13 @@ func (s *dhcpService) Listening() []string {
 	return []string{fmt.Sprintf("%-12s 0.0.0.0:67 udp (%s, %s, pool %s)", "dhcp", st.Interface, st.Addr, st.Range)}
 }
 
+// enabled reports whether the settings turn the server on.
+func (s *dhcpService) enabled() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cur.Enabled
+}
+
 // Status returns the DHCP server's leases, counters and the other servers
 // it saw, for the status page and the control API; false when it is off.
 func (s *dhcpService) Status() (dhcpd.Status, bool) {

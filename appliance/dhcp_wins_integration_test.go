@@ -49,6 +49,10 @@ func TestDHCPClientFindsPCsThroughWINS(t *testing.T) {
 	if wins != boxH.Addr.String() || ev.Vars["opt46"] != "08" {
 		t.Fatalf("lease names WINS %q, node type %q; want %s and 08 (H-node)", wins, ev.Vars["opt46"], boxH.Addr)
 	}
+	// The lease shows in the box's lease list (the status page's source).
+	if leases := box.CLI("dhcp", "leases"); !regexp.MustCompile(regexp.QuoteMeta(ev.Vars["ip"]) + `\s+\S+\s+.*bound`).MatchString(leases) {
+		t.Errorf("dhcp leases lacks %s:\n%s", ev.Vars["ip"], leases)
+	}
 	out, err := pc.Host.Nmblookup("-U", wins, "--recursion", "OFFICEPC#00")
 	if err != nil || !strings.Contains(out, officepc.Addr.String()+" OFFICEPC<00>") {
 		t.Fatalf("OFFICEPC not found through the WINS server of the lease (%s): %v\n%s", wins, err, out)

@@ -65,6 +65,23 @@ func (s *supervisor) NBTNames() control.NBTNames {
 	return control.NBTNames{}
 }
 
+// DHCP is the state of the LAN's DHCP server.
+func (s *supervisor) DHCP() control.DHCPStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, svc := range s.services {
+		if d, ok := svc.(*dhcpService); ok {
+			st, serving := d.Status()
+			out := control.DHCPStatus{Enabled: d.enabled(), Serving: serving}
+			if serving {
+				out.Status = &st
+			}
+			return out
+		}
+	}
+	return control.DHCPStatus{}
+}
+
 // RecentLog returns the last n log lines.
 func (s *supervisor) RecentLog(n int) []control.LogLine { return s.ring.recent(n) }
 

@@ -43,6 +43,8 @@ type Live interface {
 	Status() Status
 	// NBTNames is the state of the NetBIOS name service.
 	NBTNames() NBTNames
+	// DHCP is the state of the LAN's DHCP server.
+	DHCP() DHCPStatus
 	// RecentLog returns the last n log lines, oldest first.
 	RecentLog(n int) []LogLine
 	// Runner is the queue runner of the delivery service (nil while it
@@ -196,7 +198,10 @@ func toError(err error, rename map[string]string) *Error {
 		if fe, ok := one.(*config.FieldError); ok {
 			field = fe.Field
 		}
+		base, _, _ := strings.Cut(field, "[") // a list's element: "dhcp.wins[1]"
 		if f, ok := rename[field]; ok {
+			field = f
+		} else if f, ok := rename[base]; ok {
 			field = f
 		} else if f, ok := rename["*"]; ok {
 			field = f

@@ -72,6 +72,7 @@ var views = []*view{
 	{"/queue", "queue", "Outgoing mail queue", loadQueue},
 	{"/queue/{id}", "message", "Queued message", loadMessage},
 	{"/netbios", "netbios", "NetBIOS names", loadNetBIOS},
+	{"/dhcp", "dhcp", "Addresses for the office's computers (DHCP)", loadDHCP},
 	{"/maintenance", "maintenance", "Maintenance", nil},
 }
 
@@ -179,6 +180,7 @@ var actions = []*action{
 		run: func(ctx context.Context, c control.Caller, f map[string]string) (string, error) {
 			return "Network " + f["cidr"] + " removed.", c.Call(ctx, control.OpRelayDel, control.Args{"cidr": f["cidr"]}, nil)
 		}},
+	{path: "/dhcp", form: "dhcp", view: "dhcp", fields: dhcpFields, run: setDHCP},
 	{path: "/relay/smarthost", form: "smarthost", view: "relay", fields: []string{"host", "port", "user", "tls"}, secret: []string{"password"},
 		run: func(ctx context.Context, c control.Caller, f map[string]string) (string, error) {
 			args := control.Args{"host": f["host"], "port": f["port"], "user": f["user"], "tls": f["tls"]}
@@ -439,6 +441,38 @@ func loadNetBIOS(ctx context.Context, c control.Caller, _ *http.Request) (any, e
 	var n control.NBTNames
 	err := c.Call(ctx, control.OpNBTNames, nil, &n)
 	return &n, err
+}
+
+// dhcpFields are the DHCP form's fields, each the setting dhcp.NAME.
+var dhcpFields = []string{"enabled", "interface", "range_start", "range_end", "lease_time", "router", "dns_servers", "domain", "reservations", "wins"}
+
+type dhcpData struct {
+	Form map[string]string // the settings as the form shows them
+	Live *control.DHCPStatus
+}
+
+func loadDHCP(ctx context.Context, c control.Caller, _ *http.Request) (any, error) {
+	var cfg config.Config
+	if err := c.Call(ctx, control.OpSettingsGet, nil, &cfg); err != nil {
+		return nil, err
+	}
+	d := &dhcpData{Form: map[string]string{}}
+	for _, f := range dhcpFields {
+		d.Form[f], _ = cfg.Get("dhcp." + f)
+	}
+	var live control.DHCPStatus
+	if err := c.Call(ctx, control.OpDHCPStatus, nil, &live); err == nil {
+		d.Live = &live
+	}
+	return d, nil
+}
+
+func setDHCP(ctx context.Context, c control.Caller, f map[string]string) (string, error) {
+	a := control.Args{}
+	for _, k := range dhcpFields {
+		a[k] = f[k]
+	}
+	return "DHCP settings saved.", c.Call(ctx, control.OpDHCPSet, a, nil)
 }
 
 // Login, setup, logout.

@@ -316,6 +316,8 @@ func TestFieldErrorsNextToTheField(t *testing.T) {
 		{"/users", "user-passwd", map[string]string{"password": "short"}, "password", ""}, // alice's row
 		{"/identity", "identity", map[string]string{"hostname": "box.example.org", "workgroup": "BAD/NAME"}, "workgroup", "workgroup"},
 		{"/maintenance", "admin-passwd", map[string]string{"password": "One-Pass-Word-1", "password2": "Other-Pass-Word-2"}, "password2", ""},
+		{"/dhcp", "dhcp", map[string]string{"enabled": "true", "reservations": "52:54:00:12:34:56=not-an-address", "domain": "office.lan"}, "reservations", "domain"},
+		{"/dhcp", "dhcp", map[string]string{"enabled": "true", "lease_time": "forever"}, "lease_time", "lease_time"},
 	}
 	for _, tc := range cases {
 		r := c.submit(tc.page, tc.form, tc.fields)
@@ -519,5 +521,25 @@ func TestLivePagesOffline(t *testing.T) {
 	}
 	if r := c.get("/queue/nonsense"); r.status == http.StatusOK || strings.Contains(r.body, "<script") {
 		t.Errorf("GET /queue/nonsense: %d", r.status)
+	}
+}
+
+// The DHCP page saves its settings in one edit, as the CLI sees them.
+func TestDHCPPageSaves(t *testing.T) {
+	b := newTestBox(t, true)
+	c := b.client()
+	c.mustLogin()
+	r := c.submit("/dhcp", "dhcp", map[string]string{"enabled": "true", "range_start": "10.1.2.100", "range_end": "10.1.2.150",
+		"lease_time": "2h", "reservations": "52:54:00:12:34:56=10.1.2.20", "domain": "office.lan"})
+	if r.status != http.StatusOK && r.status != http.StatusSeeOther {
+		t.Fatalf("dhcp form: status %d: %s", r.status, r.byClass("error"))
+	}
+	for key, want := range map[string]string{"dhcp.enabled": "true", "dhcp.range_start": "10.1.2.100", "dhcp.lease_time": "2h0m0s",
+		"dhcp.reservations": "52:54:00:12:34:56=10.1.2.20", "dhcp.domain": "office.lan"} {
+		var k control.ConfigKey
+		b.call(control.OpConfigGet, control.Args{"key": key}, &k)
+		if k.Value != want {
+			t.Errorf("%s = %q after the form, want %q", key, k.Value, want)
+		}
 	}
 }

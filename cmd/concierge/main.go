@@ -40,6 +40,7 @@ Commands:
   config show | config check | config keys | config reload
   config get KEY | config set KEY VALUE
   nbt names                           NetBIOS names and the WINS table
+  dhcp leases | dhcp set KEY=VALUE... the LAN's DHCP server (off by default)
   queue list | queue show ID | queue flush [DOMAIN] | queue retry ID | queue del ID
   status                              services, addresses, counters (server running)
   log [N]                             the server's last N log lines
@@ -89,6 +90,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = c.config(rest)
 	case "nbt":
 		err = c.nbt(rest)
+	case "dhcp":
+		err = c.dhcp(rest)
 	case "queue":
 		err = c.queue(rest)
 	case "smarthost":
