@@ -73,7 +73,7 @@ func init() {
 	register(map[string]opDef{
 		OpNetworkShow: {run: (*Service).networkShow},
 		OpNetworkSet: {args: []string{"interface", "address", "gateway", "dns", "via"}, run: (*Service).networkSet,
-			fields: map[string]string{"*": "address"}},
+			fields: map[string]string{"interface": "interface", "address": "address", "gateway": "gateway", "dns": "dns", "*": "address"}},
 		OpNetworkConfirm: {args: []string{"via"}, live: true, run: (*Service).networkConfirm},
 	})
 }
