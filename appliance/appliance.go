@@ -45,8 +45,11 @@ const LogLines = 500
 type Options struct {
 	DataDir  string
 	LogLevel string
-	Stdout   io.Writer
-	Stderr   io.Writer
+	// ApplyNetwork sets the interfaces from the network settings even
+	// when network.apply is off (serve -apply-network).
+	ApplyNetwork bool
+	Stdout       io.Writer
+	Stderr       io.Writer
 }
 
 // lockFile is held while a server runs on a data directory.
@@ -78,7 +81,7 @@ func Serve(ctx context.Context, opt Options) error {
 
 	store := &config.Store{Dir: dataDir}
 	sup := &supervisor{store: store, log: log, ring: ring, ctx: ctx, started: time.Now()}
-	sup.env = &Env{DataDir: dataDir, Log: log}
+	sup.env = &Env{DataDir: dataDir, Log: log, Net: &netState{force: opt.ApplyNetwork}}
 	sup.env.Control = control.New(control.Options{DataDir: dataDir, Live: sup, Log: log})
 	// The socket opens first: from now on the CLI asks this server,
 	// whose calls wait for the start below and then see the file as the

@@ -156,7 +156,15 @@ func (s *nbtService) Reconfigure(cfg *config.Config) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if reflect.DeepEqual(s.cur, cfg.NBT) {
-		return nil
+		// The settings are the same, but the addresses may have changed
+		// (the network service, reconfigured first, set a new one).
+		if s.srv == nil {
+			return nil
+		}
+		if key, _ := ifaceKey(s.cur.Interfaces); key == s.ifaces {
+			return nil
+		}
+		s.env.Log.Info("nbt: LAN interfaces changed; restarting the name service")
 	}
 	// Names, interfaces and limits all live in the server: restart it.
 	// Releasing the old names first lets the new ones be claimed.

@@ -48,6 +48,9 @@ type Env struct {
 	// Control is the control API of the box (appliance/control): the
 	// setup page calls it, and services publish their events on it.
 	Control *control.Service
+	// Net is whether settings reach the network interfaces and the
+	// change of address on trial (see network.go).
+	Net *netState
 }
 
 // MailDir is the Maildir of a user.

@@ -113,7 +113,7 @@ func (s *webService) listen(want map[string]string) error {
 			continue
 		}
 		if old := s.servers[name]; old != nil {
-			old.srv.Close()
+			stopListener(old.srv)
 			delete(s.servers, name)
 		}
 		s.addrs[name] = addr
@@ -143,6 +143,26 @@ func (s *webService) listen(want map[string]string) error {
 		}()
 	}
 	return errors.Join(errs...)
+}
+
+// webDrain bounds how long the requests in flight on a listener that
+// moved may take to finish.
+const webDrain = 10 * time.Second
+
+// stopListener closes srv's listener at once and lets the requests in
+// flight finish (within webDrain): the form that moved the box's address
+// gets its answer on the connection it came in on.
+func stopListener(srv *http.Server) {
+	closed := make(chan struct{})
+	srv.RegisterOnShutdown(func() { close(closed) })
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), webDrain)
+		defer cancel()
+		if srv.Shutdown(ctx) != nil {
+			srv.Close()
+		}
+	}()
+	<-closed // the listener is closed: its address may be bound again
 }
 
 func (s *webService) handler(name string) http.Handler {

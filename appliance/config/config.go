@@ -43,6 +43,7 @@ type Config struct {
 	POP3     POP3     `json:"pop3"`
 	NBT      NBT      `json:"nbt"`
 	Web      Web      `json:"web"`
+	Network  Network  `json:"network"`
 	Admin    Admin    `json:"admin"`
 	DHCP     DHCP     `json:"dhcp"`
 }
@@ -82,6 +83,7 @@ func Default() *Config {
 		NBT:      DefaultNBT(),
 		Web:      DefaultWeb(),
 		DHCP:     DefaultDHCP(),
+		Network:  DefaultNetwork(),
 	}
 }
 
@@ -237,6 +239,7 @@ func (c *Config) Validate() Errors {
 	errs = append(errs, c.POP3.validate("pop3")...)
 	errs = append(errs, c.NBT.validate("nbt")...)
 	errs = append(errs, c.Web.validate("web")...)
+	errs = append(errs, c.Network.validate("network")...)
 	if h := c.Admin.PasswordHash; h != "" && !IsPasswordHash(h) {
 		add(fieldErr("admin.password_hash", "is not an argon2id or bcrypt hash"))
 	}

@@ -94,6 +94,10 @@ func (s *Store) Update(fn func(*Config) error) (*Config, error) {
 	return c, nil
 }
 
+// readOnlySubKeys are keys inside a section changed with their own
+// command.
+var readOnlySubKeys = map[string]string{"network.interfaces": "network set"}
+
 // readOnlyKeys are changed with their own commands, not "config set".
 var readOnlyKeys = map[string]string{
 	"version": "", "domains": "domain", "users": "user", "aliases": "alias", "relay_networks": "relay",
@@ -110,6 +114,9 @@ func (c *Config) Keys() []string {
 				if _, ro := readOnlyKeys[k]; ro {
 					continue
 				}
+			}
+			if _, ro := readOnlySubKeys[prefix+k]; ro {
+				continue
 			}
 			if sub, ok := v.(map[string]any); ok {
 				walk(prefix+k+".", sub)
@@ -172,6 +179,9 @@ func formatValue(v any) string {
 
 func (c *Config) lookup(m map[string]any, key string) (map[string]any, string, error) {
 	parts := strings.Split(key, ".")
+	if hint, ro := readOnlySubKeys[key]; ro {
+		return nil, "", fieldErr(key, "is changed with \"concierge %s\", not config set", hint)
+	}
 	if hint, ro := readOnlyKeys[parts[0]]; ro {
 		if hint == "" {
 			return nil, "", fieldErr(key, "cannot be set")

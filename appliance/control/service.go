@@ -50,6 +50,8 @@ type Live interface {
 	// Runner is the queue runner of the delivery service (nil while it
 	// does not run).
 	Runner() QueueRunner
+	// Network is the box's network interfaces (network ops).
+	Network() Network
 	// CheckAdmin checks the admin password against hash through the
 	// login limiter and password check of mail logins.
 	CheckAdmin(ctx context.Context, hash, password string, ip netip.Addr) error

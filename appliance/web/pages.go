@@ -33,6 +33,7 @@ func (s *Server) routes() *http.ServeMux {
 	m.HandleFunc("GET /maintenance/backup", s.backup)
 	m.HandleFunc("POST /maintenance/restore", s.restore)
 	m.HandleFunc("POST /maintenance/restart", s.restartAction)
+	m.HandleFunc("POST /network", s.networkSet)
 	return m
 }
 
@@ -73,6 +74,7 @@ var views = []*view{
 	{"/queue/{id}", "message", "Queued message", loadMessage},
 	{"/netbios", "netbios", "NetBIOS names", loadNetBIOS},
 	{"/dhcp", "dhcp", "Addresses for the office's computers (DHCP)", loadDHCP},
+	{"/network", "network", "Network", loadNetwork},
 	{"/maintenance", "maintenance", "Maintenance", nil},
 }
 
@@ -208,6 +210,7 @@ var actions = []*action{
 			}
 			return fmt.Sprintf("%d message(s) will be tried again now.", ch.Messages), nil
 		}},
+	{path: "/network/confirm", form: "network-confirm", view: "network", run: confirmNetwork},
 	{path: "/maintenance/passwd", form: "admin-passwd", view: "maintenance", secret: []string{"password", "password2"},
 		run: func(ctx context.Context, c control.Caller, f map[string]string) (string, error) {
 			if f["password"] != f["password2"] {

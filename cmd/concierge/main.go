@@ -41,6 +41,8 @@ Commands:
   config get KEY | config set KEY VALUE
   nbt names                           NetBIOS names and the WINS table
   dhcp leases | dhcp set KEY=VALUE... the LAN's DHCP server (off by default)
+  network show | network confirm      addresses (settings and live), confirm a change on trial
+  network set IF ADDRESS/PREFIX [--gateway IP] [--dns IP,IP]
   queue list | queue show ID | queue flush [DOMAIN] | queue retry ID | queue del ID
   status                              services, addresses, counters (server running)
   log [N]                             the server's last N log lines
@@ -92,6 +94,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = c.nbt(rest)
 	case "dhcp":
 		err = c.dhcp(rest)
+	case "network":
+		err = c.network(rest)
 	case "queue":
 		err = c.queue(rest)
 	case "smarthost":
@@ -453,10 +457,11 @@ func (c *cli) serve(args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(c.stderr)
 	logLevel := fs.String("log", "info", "log level: debug, info, warn or error")
+	applyNet := fs.Bool("apply-network", false, "set the network interfaces from the settings (as network.apply does)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	return appliance.Serve(ctx, appliance.Options{DataDir: c.dir, LogLevel: *logLevel, Stdout: c.stdout, Stderr: c.stderr})
+	return appliance.Serve(ctx, appliance.Options{DataDir: c.dir, LogLevel: *logLevel, ApplyNetwork: *applyNet, Stdout: c.stdout, Stderr: c.stderr})
 }
