@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"concierge/appliance"
+	"concierge/appliance/boot"
 	"concierge/appliance/config"
 	"concierge/appliance/control"
 )
@@ -56,6 +57,10 @@ Run "concierge COMMAND -h" for help on one command.
 `
 
 func main() {
+	if os.Getpid() == 1 {
+		// The firmware's init (see appliance/boot).
+		os.Exit(boot.Main())
+	}
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
