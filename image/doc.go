@@ -9,6 +9,6 @@
 //   - cmd/mkimage: the command that fetches Debian's kernel and puts it
 //     all together.
 //
-// The manifest and its signature are in appliance/firmware, which the box
+// The manifest and its signature are in internal/firmware, which the box
 // uses to verify a bundle before it installs it.
 package image

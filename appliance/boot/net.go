@@ -12,7 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"concierge/appliance/firmware"
+	"concierge/internal/firmware"
 )
 
 const (

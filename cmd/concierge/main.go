@@ -47,6 +47,7 @@ Commands:
   backup > FILE | restore FILE        the whole configuration as one file
   admin passwd                        the setup page's password (from standard input)
   restart                             stop and start every service
+  firmware apply FILE | firmware version   check a firmware bundle; this build's version
   wait KIND [--after N]               wait for an event: settings-applied, names-claimed
 
 With a server running, every command goes to it over DATA/control.sock and
@@ -112,6 +113,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = c.restart(rest)
 	case "wait":
 		err = c.wait(rest)
+	case "firmware":
+		err = c.firmware(rest)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

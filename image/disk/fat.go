@@ -174,7 +174,6 @@ func FAT16(sectors, hidden int64, label string, files map[string][]byte) ([]byte
 	return img, nil
 }
 
-
 func sortedChildren(n *fatNode) []*fatNode {
 	var cs []*fatNode
 	for _, c := range n.children {

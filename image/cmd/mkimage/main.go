@@ -2,7 +2,7 @@
 // kernel package, builds the static concierge binary reproducibly, and
 // writes into the output directory
 //
-//	concierge.bundle  the signed firmware bundle (see appliance/firmware)
+//	concierge.bundle  the signed firmware bundle (see internal/firmware)
 //	manifest.json     its manifest, for reading
 //	disk.img          a GPT disk image for a fresh install
 //
@@ -22,10 +22,10 @@ import (
 	"path/filepath"
 	"strings"
 
-	"concierge/appliance/firmware"
 	"concierge/image/disk"
 	"concierge/image/initramfs"
 	"concierge/image/kmod"
+	"concierge/internal/firmware"
 )
 
 // The kernel modules the box loads at boot, in no particular order (their
@@ -214,7 +214,7 @@ func mkfsData(cache string) ([]byte, error) {
 // build id or VCS stamps.
 func buildBinary(out, version, pubkey string) ([]byte, error) {
 	bin := filepath.Join(out, "concierge")
-	ld := "-s -w -buildid= -X concierge/appliance/firmware.Version=" + version + " -X concierge/appliance/firmware.PublicKey=" + pubkey
+	ld := "-s -w -buildid= -X concierge/internal/firmware.Version=" + version + " -X concierge/internal/firmware.PublicKey=" + pubkey
 	cmd := exec.Command("go", "build", "-trimpath", "-buildvcs=false", "-ldflags", ld, "-o", bin, "./cmd/concierge")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
 	cmd.Stderr = os.Stderr

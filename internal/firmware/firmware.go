@@ -25,13 +25,13 @@ import (
 )
 
 // Version is the firmware version of this binary, set at build time with
-// -ldflags "-X concierge/appliance/firmware.Version=...".
+// -ldflags "-X concierge/internal/firmware.Version=...".
 var Version = "dev"
 
 // PublicKey is the hex ed25519 key that bundles must be signed with. The
 // default is the development key (DevSeed), which is public and so
 // protects nothing: release builds set their own with -ldflags
-// "-X concierge/appliance/firmware.PublicKey=...".
+// "-X concierge/internal/firmware.PublicKey=...".
 var PublicKey = hex.EncodeToString(DevKey().Public().(ed25519.PublicKey))
 
 // DevSeed derives the development signing key. It is not secret: a
