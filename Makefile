@@ -13,18 +13,24 @@ GOFLAGS_STATIC := CGO_ENABLED=0
 # Debian packages the integration tests drive as real peers and clients.
 TEST_PACKAGES := iproute2 iputils-ping procps psmisc swaks postfix samba samba-common-bin nbtscan \
 	python3 python3-impacket fetchmail mpop dnsmasq-base tshark dovecot-core dovecot-pop3d openssl \
-	chromium isc-dhcp-client udhcpc
+	chromium isc-dhcp-client udhcpc qemu-system-x86 ovmf
 
 # The setup page's browser tests drive Chromium with playwright-core, pinned
 # in package.json and package-lock.json there and installed with npm ci.
 E2E_DIR := appliance/web/e2e
 
-.PHONY: all build run test test-deps unit bench fuzz clean
+.PHONY: all build run test test-deps unit bench fuzz clean image
 
 all: build
 
 build:
 	$(GOFLAGS_STATIC) $(GO) build -trimpath -o $(BIN) ./cmd/concierge
+
+# The firmware (docs/firmware.md): build/image/concierge.bundle, its
+# manifest.json and disk.img. Reproducible; signed with the development key
+# unless KEY=FILE names a hex ed25519 seed.
+image:
+	$(GO) run ./image/cmd/mkimage -out build/image $(if $(KEY),-key $(KEY))
 
 # First run: prepare ./var with the setup page on http://127.0.0.1:8080/
 # (and unprivileged ports when not root), then serve; the page's first-run

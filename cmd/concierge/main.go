@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"concierge/appliance"
+	"concierge/appliance/boot"
 	"concierge/appliance/config"
 	"concierge/appliance/control"
 )
@@ -49,6 +50,7 @@ Commands:
   backup > FILE | restore FILE        the whole configuration as one file
   admin passwd                        the setup page's password (from standard input)
   restart                             stop and start every service
+  firmware apply FILE | firmware version   check a firmware bundle; this build's version
   wait KIND [--after N]               wait for an event: settings-applied, names-claimed
 
 With a server running, every command goes to it over DATA/control.sock and
@@ -59,6 +61,10 @@ Run "concierge COMMAND -h" for help on one command.
 `
 
 func main() {
+	if os.Getpid() == 1 {
+		// The firmware's init (see appliance/boot).
+		os.Exit(boot.Main())
+	}
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
@@ -114,6 +120,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = c.restart(rest)
 	case "wait":
 		err = c.wait(rest)
+	case "firmware":
+		err = c.firmware(rest)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
