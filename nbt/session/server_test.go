@@ -354,7 +354,7 @@ func TestImpacket(t *testing.T) {
 	// a loopback address of the test's own.
 	var b [2]byte
 	rand.Read(b[:])
-	ip := netip.AddrFrom4([4]byte{127, 13, b[0], b[1]|1})
+	ip := netip.AddrFrom4([4]byte{127, 13, b[0], b[1] | 1})
 	_, _, sink := startOn(t, netip.AddrPortFrom(ip, 139).String(), Config{Gateways: []Gateway{{Name: gwName, Addr: echoServer(t)}},
 		Retargets: []Retarget{{Name: rtName, To: retarget}}})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -411,4 +411,3 @@ func (pipeDialer) dial(ctx context.Context, _, _ string) (net.Conn, error) {
 	}()
 	return a, nil
 }
-
