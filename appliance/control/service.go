@@ -43,6 +43,8 @@ type Live interface {
 	Status() Status
 	// NBTNames is the state of the NetBIOS name service.
 	NBTNames() NBTNames
+	// NBT is the session and datagram services (nbt.sessions, nbt.send).
+	NBT() NBTLive
 	// RecentLog returns the last n log lines, oldest first.
 	RecentLog(n int) []LogLine
 	// Runner is the queue runner of the delivery service (nil while it

@@ -40,6 +40,7 @@ Commands:
   config show | config check | config keys | config reload
   config get KEY | config set KEY VALUE
   nbt names                           NetBIOS names and the WINS table
+  nbt sessions | send NAME MESSAGE    NetBIOS sessions and counters; a datagram to a name
   queue list | queue show ID | queue flush [DOMAIN] | queue retry ID | queue del ID
   status                              services, addresses, counters (server running)
   log [N]                             the server's last N log lines
