@@ -27,6 +27,7 @@ type nbtService struct {
 	mu      sync.Mutex
 	cur     config.NBT
 	srv     *nameservice.Server
+	extra   *nbtExtra     // session and datagram services beside srv
 	ifaces  string        // the interfaces srv was started on, as compared by watch
 	stopped chan struct{} // closed by Stop; ends the watch loop
 }
@@ -54,6 +55,7 @@ func (s *nbtService) settings(c config.NBT) nameservice.Config {
 		RateLimit:        c.RateLimit,
 		RateBurst:        c.RateBurst,
 		ChallengeTimeout: c.ChallengeTimeout.D(),
+		ExtraNames:       gatewayNames(c),
 		Log:              s.env.Log.With("service", "nbt"),
 	}
 }
@@ -101,7 +103,12 @@ func (s *nbtService) startLocked() error {
 		srv.Close()
 		return fmt.Errorf("nbt: %w", err)
 	}
-	s.srv, s.ifaces = srv, key
+	extra, err := s.startExtra(srv)
+	if err != nil {
+		srv.Close()
+		return err
+	}
+	s.srv, s.ifaces, s.extra = srv, key, extra
 	go s.announce(srv)
 	return nil
 }
@@ -179,8 +186,9 @@ func (s *nbtService) stopLocked(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
+	s.extra.close()
 	err := s.srv.Shutdown(ctx)
-	s.srv, s.ifaces = nil, ""
+	s.srv, s.ifaces, s.extra = nil, "", nil
 	return err
 }
 
@@ -204,6 +212,12 @@ func (s *nbtService) Listening() []string {
 	var out []string
 	for _, i := range s.srv.Status().Interfaces {
 		out = append(out, fmt.Sprintf("%-12s %s:137 udp+tcp (%s)", "nbt", i.Addr, i.Name))
+		if s.extra != nil {
+			out = append(out, fmt.Sprintf("%-12s %s:139 tcp (%s)", "nbt-session", i.Addr, i.Name))
+		}
+	}
+	if s.extra != nil {
+		out = append(out, fmt.Sprintf("%-12s 0.0.0.0:138 udp", "nbt-datagram"))
 	}
 	return out
 }

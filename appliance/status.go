@@ -82,6 +82,18 @@ func (s *supervisor) DHCP() control.DHCPStatus {
 	return control.DHCPStatus{}
 }
 
+// NBT is the NetBIOS session and datagram services.
+func (s *supervisor) NBT() control.NBTLive {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, svc := range s.services {
+		if n, ok := svc.(*nbtService); ok {
+			return nbtLive{n}
+		}
+	}
+	return nil
+}
+
 // RecentLog returns the last n log lines.
 func (s *supervisor) RecentLog(n int) []control.LogLine { return s.ring.recent(n) }
 

@@ -54,6 +54,10 @@ type NBT struct {
 	// ChallengeTimeout is how long the owner of a name has to answer when
 	// another node registers the name (two tries).
 	ChallengeTimeout Duration `json:"challenge_timeout"`
+
+	// The session (139/tcp) and datagram (138/udp) services: see
+	// nbtsession.go.
+	NBTSessions
 }
 
 // DefaultNBT returns the NetBIOS defaults: the box's names and files
@@ -73,6 +77,7 @@ func DefaultNBT() NBT {
 		RateLimit:            nameservice.DefaultRateLimit,
 		RateBurst:            nameservice.DefaultRateBurst,
 		ChallengeTimeout:     Duration(nameservice.DefaultChallengeTimeout),
+		NBTSessions:          defaultNBTSessions(),
 	}
 }
 
@@ -153,5 +158,6 @@ func (s *NBT) validate(p string) Errors {
 	if s.RateBurst < 1 || s.RateBurst > 10_000_000 {
 		errs = append(errs, fieldErr(p+".rate_burst", "must be between 1 and 10000000, not %d", s.RateBurst))
 	}
+	errs = append(errs, s.NBTSessions.validate(p, s.Scope)...)
 	return errs
 }

@@ -45,6 +45,8 @@ type Live interface {
 	NBTNames() NBTNames
 	// DHCP is the state of the LAN's DHCP server.
 	DHCP() DHCPStatus
+	// NBT is the session and datagram services (nbt.sessions, nbt.send).
+	NBT() NBTLive
 	// RecentLog returns the last n log lines, oldest first.
 	RecentLog(n int) []LogLine
 	// Runner is the queue runner of the delivery service (nil while it

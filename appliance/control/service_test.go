@@ -53,6 +53,8 @@ func TestErrorsNameTheirField(t *testing.T) {
 		{OpQueueDel, Args{"id": "1772442900.M1P2Q3.mail.example.test"}, CodeNotFound, ""},
 		{OpStatus, nil, CodeUnavailable, ""},
 		{OpNBTNames, nil, CodeUnavailable, ""},
+		{OpNBTSessions, nil, CodeUnavailable, ""},
+		{OpNBTSend, Args{"name": "PC1#03", "message": "hi"}, CodeUnavailable, ""},
 		{OpEventsWait, Args{"kind": EventSettingsApplied}, CodeUnavailable, ""},
 		{"no.such.op", nil, CodeInvalid, ""},
 		{OpUserList, Args{"bogus": "1"}, CodeInvalid, ""},

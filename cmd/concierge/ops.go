@@ -16,8 +16,19 @@ import (
 // The commands below are each one op of the control API.
 
 func (c *cli) nbt(args []string) error {
-	if _, _, err := c.sub("nbt", args, map[string]string{"names": "   the box's NetBIOS names, the WINS table and counters"}); err != nil {
+	verb, rest, err := c.sub("nbt", args, map[string]string{
+		"names":    "             the box's NetBIOS names, the WINS table and counters",
+		"sessions": "             open NetBIOS sessions and the session and datagram counters",
+		"send":     "NAME MESSAGE a NetBIOS datagram to NAME (NAME#03 for a messenger name)",
+	})
+	if err != nil {
 		return err
+	}
+	switch verb {
+	case "sessions":
+		return c.nbtSessions()
+	case "send":
+		return c.nbtSend(rest)
 	}
 	var doc control.NBTNames
 	if err := c.call(control.OpNBTNames, nil, &doc); err != nil {

@@ -71,6 +71,9 @@ type Config struct {
 	Workgroup string
 	// Scope is the NetBIOS scope ID, usually empty.
 	Scope string
+	// ExtraNames are further unique names the box claims and defends
+	// (the session gateways' names), in Scope.
+	ExtraNames []wire.Name
 	// Interfaces names the LAN interfaces; empty means every IPv4
 	// interface that is up and has a broadcast address.
 	Interfaces []string
@@ -210,6 +213,15 @@ func New(cfg Config) (*Server, error) {
 	own, err := ownNames(cfg.Name, cfg.Workgroup, cfg.Scope)
 	if err != nil {
 		return nil, fmt.Errorf("nameservice: %w", err)
+	}
+extra:
+	for _, n := range cfg.ExtraNames {
+		for _, o := range own {
+			if o.name.Equal(n) {
+				continue extra
+			}
+		}
+		own = append(own, &ownName{name: n})
 	}
 	s.own = own
 	s.caps = newRareLog(cfg.CapLogInterval)

@@ -1,0 +1,150 @@
+package appliance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"concierge/appliance/config"
+	"concierge/appliance/control"
+	"concierge/nbt/datagram"
+	"concierge/nbt/nameservice"
+	"concierge/nbt/session"
+	"concierge/nbt/wire"
+)
+
+// nbtExtra are the session (139/tcp) and datagram (138/udp) services that
+// run beside the name service, on the same interfaces, and stop with it.
+type nbtExtra struct {
+	sess *session.Server
+	dgm  *datagram.Server
+}
+
+// gatewayNames are the names the name service claims for the gateways.
+func gatewayNames(c config.NBT) []wire.Name {
+	var out []wire.Name
+	for _, g := range c.Gateways {
+		if gw, err := session.ParseGateway(g, c.Scope); err == nil {
+			out = append(out, gw.Name)
+		}
+	}
+	return out
+}
+
+func sessionConfig(c config.NBT, ns *nameservice.Server) session.Config {
+	sc := session.Config{
+		Holds:         ns.Holds,
+		MaxConns:      c.SessionMaxConns,
+		MaxConnsPerIP: c.SessionMaxConnsPerIP,
+		MaxMessage:    c.SessionMaxMessage,
+		Idle:          c.SessionIdle.D(),
+		KeepAlive:     c.SessionKeepAlive.D(),
+	}
+	sc.Server, _ = wire.MakeName(c.Name, 0x20, c.Scope)
+	for _, g := range c.Gateways {
+		if gw, err := session.ParseGateway(g, c.Scope); err == nil {
+			sc.Gateways = append(sc.Gateways, gw)
+		}
+	}
+	for _, r := range c.Retarget {
+		if rt, err := session.ParseRetarget(r, c.Scope); err == nil {
+			sc.Retargets = append(sc.Retargets, rt)
+		}
+	}
+	return sc
+}
+
+// startExtra starts the session and datagram services for the running
+// name service ns.
+func (s *nbtService) startExtra(ns *nameservice.Server) (*nbtExtra, error) {
+	log := s.env.Log.With("service", "nbt")
+	st := ns.Status()
+	if len(st.Interfaces) == 0 {
+		return nil, errors.New("no interface")
+	}
+	sc := sessionConfig(s.cur, ns)
+	sc.Log = log
+	x := &nbtExtra{sess: session.New(sc)}
+	for _, i := range st.Interfaces {
+		l, err := net.Listen("tcp4", net.JoinHostPort(i.Addr, fmt.Sprint(session.DefaultPort)))
+		if err != nil {
+			x.close()
+			return nil, fmt.Errorf("nbt: session service: %w", err)
+		}
+		go x.sess.Serve(l)
+	}
+	// One datagram socket on 0.0.0.0:138 receives the broadcasts of every
+	// interface; what the box sends carries the first interface's address.
+	addr, _ := netip.ParseAddr(st.Interfaces[0].Addr)
+	bcast, _ := netip.ParseAddr(st.Interfaces[0].Broadcast)
+	x.dgm = datagram.New(datagram.Config{Addr: addr, Broadcast: bcast, Holds: ns.Holds, Lookup: ns.Lookup, Log: log})
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		c.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_BROADCAST, 1)
+		})
+		return serr
+	}}
+	pc, err := lc.ListenPacket(context.Background(), "udp4", fmt.Sprintf("0.0.0.0:%d", datagram.DefaultPort))
+	if err != nil {
+		x.close()
+		return nil, fmt.Errorf("nbt: datagram service: %w", err)
+	}
+	go x.dgm.Serve(pc)
+	return x, nil
+}
+
+func (x *nbtExtra) close() {
+	if x.sess != nil {
+		x.sess.Close()
+	}
+	if x.dgm != nil {
+		x.dgm.Close()
+	}
+}
+
+// sessions is the state of the session and datagram services for the
+// control API.
+func (s *nbtService) sessions() control.NBTSessions {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := control.NBTSessions{Enabled: s.cur.Enabled, Sessions: []session.SessionInfo{}}
+	if s.extra != nil {
+		out.Running = true
+		out.Sessions = s.extra.sess.Sessions()
+		out.SessionCounters = s.extra.sess.Counters()
+		out.DatagramCounters = s.extra.dgm.Counters()
+	}
+	return out
+}
+
+// send sends a datagram from the box's NAME<03> (the messenger name) to
+// a name.
+func (s *nbtService) send(to, message string) error {
+	s.mu.Lock()
+	x, c := s.extra, s.cur
+	s.mu.Unlock()
+	if x == nil {
+		return errors.New("the NetBIOS services are not running")
+	}
+	dst, err := session.ParseName(to, c.Scope)
+	if err != nil {
+		return err
+	}
+	src, err := wire.MakeName(c.Name, 0x03, c.Scope)
+	if err != nil {
+		return err
+	}
+	return x.dgm.Send(src, dst, []byte(message))
+}
+
+// nbtLive is the service as the control API sees it.
+type nbtLive struct{ s *nbtService }
+
+func (l nbtLive) Sessions() control.NBTSessions { return l.s.sessions() }
+func (l nbtLive) Send(to, message string) error { return l.s.send(to, message) }
