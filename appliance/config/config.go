@@ -44,6 +44,7 @@ type Config struct {
 	NBT      NBT      `json:"nbt"`
 	Web      Web      `json:"web"`
 	Admin    Admin    `json:"admin"`
+	Diag     Diag     `json:"diag"`
 }
 
 // Domain is one mail domain.
@@ -235,6 +236,7 @@ func (c *Config) Validate() Errors {
 	errs = append(errs, c.POP3.validate("pop3")...)
 	errs = append(errs, c.NBT.validate("nbt")...)
 	errs = append(errs, c.Web.validate("web")...)
+	errs = append(errs, c.Diag.validate("diag")...)
 	if h := c.Admin.PasswordHash; h != "" && !IsPasswordHash(h) {
 		add(fieldErr("admin.password_hash", "is not an argon2id or bcrypt hash"))
 	}
