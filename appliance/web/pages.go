@@ -72,6 +72,7 @@ var views = []*view{
 	{"/queue", "queue", "Outgoing mail queue", loadQueue},
 	{"/queue/{id}", "message", "Queued message", loadMessage},
 	{"/netbios", "netbios", "NetBIOS names", loadNetBIOS},
+	{"/diagnostics", "diagnostics", "Diagnostics", loadDiagnostics},
 	{"/maintenance", "maintenance", "Maintenance", nil},
 }
 
@@ -206,6 +207,7 @@ var actions = []*action{
 			}
 			return fmt.Sprintf("%d message(s) will be tried again now.", ch.Messages), nil
 		}},
+	{path: "/diagnostics/run", form: "diag-run", view: "diagnostics", run: runDiagnostics},
 	{path: "/maintenance/passwd", form: "admin-passwd", view: "maintenance", secret: []string{"password", "password2"},
 		run: func(ctx context.Context, c control.Caller, f map[string]string) (string, error) {
 			if f["password"] != f["password2"] {

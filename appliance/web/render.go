@@ -32,6 +32,7 @@ var Nav = []NavItem{
 	{"/relay", "Sending"},
 	{"/queue", "Queue"},
 	{"/netbios", "NetBIOS"},
+	{"/diagnostics", "Diagnostics"},
 	{"/maintenance", "Maintenance"},
 }
 

@@ -47,6 +47,7 @@ Commands:
   admin passwd                        the setup page's password (from standard input)
   restart                             stop and start every service
   wait KIND [--after N]               wait for an event: settings-applied, names-claimed
+  check dns                           MX, addresses, reverse DNS, banner, port 25, relaying
 
 With a server running, every command goes to it over DATA/control.sock and
 returns once the change is in force; without one, it works on the data
@@ -107,6 +108,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = c.restart(rest)
 	case "wait":
 		err = c.wait(rest)
+	case "check":
+		err = c.check(rest)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
