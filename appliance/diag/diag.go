@@ -215,7 +215,7 @@ func BannerName(line string) (string, bool) {
 		return "", false
 	}
 	f := strings.Fields(rest[min(1, len(rest)):])
-	if len(f) == 0 {
+	if len(f) == 0 || canonical(f[0]) == "" {
 		return "", false
 	}
 	return canonical(f[0]), true
