@@ -270,6 +270,9 @@ func (c *run) domain(ctx context.Context, d string) {
 	ours := make([]bool, len(hosts))
 	anyOurs := false
 	for i, h := range hosts {
+		if _, err := netip.ParseAddr(h.Host); err == nil {
+			continue
+		}
 		if c.p.Public.IsValid() && slices.Contains(c.l.host(ctx, h.Host).addrs, c.p.Public) {
 			ours[i], anyOurs = true, true
 		}
@@ -408,11 +411,11 @@ func (c *run) relay(ctx context.Context) {
 	case err != nil:
 		c.add(KindRelay, subject, Warn, "Whether the box relays for strangers could not be tested (from %s to %s): %v.", src, dst, err)
 	case accepted:
-		why := "the box is an open relay"
 		if n, ok := c.relayNet(src); ok {
-			why = fmt.Sprintf("relay_networks has %s, which takes in this address on the box's Internet side", n)
+			c.add(KindRelay, subject, Fail, "The box relays for strangers: asked from %s, it took mail for %s (%q): relay_networks has %s, which takes in this address on the box's Internet side, so anyone there can send spam through the box. Remove %s from the relay networks.", src, RelayTestRecipient, reply, n, n)
+			break
 		}
-		c.add(KindRelay, subject, Fail, "The box relays for strangers: asked from %s, it took mail for %s (%q): %s, so anyone there can send spam through the box. Remove that network from the relay networks.", src, RelayTestRecipient, reply, why)
+		c.add(KindRelay, subject, Fail, "The box relays for strangers: asked from %s, which is in no relay network, it took mail for %s (%q): it is an open relay, and anyone can send spam through it.", src, RelayTestRecipient, reply)
 	case strings.HasPrefix(reply, "4"):
 		c.add(KindRelay, subject, Warn, "Asked from %s to take mail for %s, the box answered %q (try later) instead of refusing.", src, RelayTestRecipient, reply)
 	default:

@@ -290,3 +290,11 @@ func FuzzBannerName(f *testing.F) {
 		}
 	})
 }
+
+// A box that relays for an address in no relay network is an open relay.
+func TestOpenRelayOutsideRelayNetworks(t *testing.T) {
+	r := runWith(t, params(), &prober{greeting: "220 mail.example.com", relays: true}, consistent...)
+	if !find(r, KindRelay, Fail, "which is in no relay network", "it is an open relay") {
+		t.Errorf("an open relay:\n%s", dump(r))
+	}
+}
