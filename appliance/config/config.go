@@ -46,6 +46,7 @@ type Config struct {
 	Network  Network  `json:"network"`
 	Admin    Admin    `json:"admin"`
 	DHCP     DHCP     `json:"dhcp"`
+	Diag     Diag     `json:"diag"`
 }
 
 // Domain is one mail domain.
@@ -240,6 +241,7 @@ func (c *Config) Validate() Errors {
 	errs = append(errs, c.NBT.validate("nbt")...)
 	errs = append(errs, c.Web.validate("web")...)
 	errs = append(errs, c.Network.validate("network")...)
+	errs = append(errs, c.Diag.validate("diag")...)
 	if h := c.Admin.PasswordHash; h != "" && !IsPasswordHash(h) {
 		add(fieldErr("admin.password_hash", "is not an argon2id or bcrypt hash"))
 	}

@@ -10,8 +10,10 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"concierge/appliance/config"
+	"concierge/appliance/diag"
 	"concierge/internal/authlimit"
 	"concierge/internal/pwhash"
 	"concierge/smtpd/queue"
@@ -78,6 +80,8 @@ type Service struct {
 	edit sync.Mutex
 	// admin is the login limiter of admin.check with no server running.
 	admin *authlimit.Limiter
+	// diagLast is the report of the last check.dns.
+	diagLast atomic.Pointer[diag.Report]
 }
 
 // New returns a Service.

@@ -75,6 +75,7 @@ var views = []*view{
 	{"/netbios", "netbios", "NetBIOS names", loadNetBIOS},
 	{"/dhcp", "dhcp", "Addresses for the office's computers (DHCP)", loadDHCP},
 	{"/network", "network", "Network", loadNetwork},
+	{"/diagnostics", "diagnostics", "Diagnostics", loadDiagnostics},
 	{"/maintenance", "maintenance", "Maintenance", nil},
 }
 
@@ -211,6 +212,7 @@ var actions = []*action{
 			return fmt.Sprintf("%d message(s) will be tried again now.", ch.Messages), nil
 		}},
 	{path: "/network/confirm", form: "network-confirm", view: "network", run: confirmNetwork},
+	{path: "/diagnostics/run", form: "diag-run", view: "diagnostics", run: runDiagnostics},
 	{path: "/maintenance/passwd", form: "admin-passwd", view: "maintenance", secret: []string{"password", "password2"},
 		run: func(ctx context.Context, c control.Caller, f map[string]string) (string, error) {
 			if f["password"] != f["password2"] {

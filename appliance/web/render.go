@@ -34,6 +34,7 @@ var Nav = []NavItem{
 	{"/netbios", "NetBIOS"},
 	{"/network", "Network"},
 	{"/dhcp", "DHCP"},
+	{"/diagnostics", "Diagnostics"},
 	{"/maintenance", "Maintenance"},
 }
 

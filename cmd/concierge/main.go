@@ -53,6 +53,7 @@ Commands:
   restart                             stop and start every service
   firmware apply FILE | firmware version   check a firmware bundle; this build's version
   wait KIND [--after N]               wait for an event: settings-applied, names-claimed
+  check dns                           MX, addresses, reverse DNS, banner, port 25, relaying
 
 With a server running, every command goes to it over DATA/control.sock and
 returns once the change is in force; without one, it works on the data
@@ -123,6 +124,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = c.wait(rest)
 	case "firmware":
 		err = c.firmware(rest)
+	case "check":
+		err = c.check(rest)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

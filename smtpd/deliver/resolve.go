@@ -82,8 +82,17 @@ func (r *Resolver) servers() ([]string, error) {
 	return r.conf, r.confErr
 }
 
-// errNXDomain marks an answer saying the name does not exist.
-var errNXDomain = errors.New("no such domain")
+// ErrNXDomain marks an answer saying the name does not exist.
+var ErrNXDomain = errors.New("no such domain")
+
+// Query asks the resolvers (Servers, or /etc/resolv.conf) for the records
+// of qtype at name, as LookupMX and LookupHost do: the answer of the first
+// server that gives NOERROR, or ErrNXDomain (with that answer) when the
+// name does not exist; any other failure is a temporary *Error. The
+// diagnostics page reads the records themselves through it.
+func (r *Resolver) Query(ctx context.Context, name string, qtype uint16) (*dns.Msg, error) {
+	return r.query(ctx, name, qtype)
+}
 
 // query asks each server in turn until one answers with NOERROR or
 // NXDOMAIN; a truncated UDP answer is asked again over TCP.
@@ -116,7 +125,7 @@ func (r *Resolver) query(ctx context.Context, name string, qtype uint16) (*dns.M
 		case dns.RcodeSuccess:
 			return resp, nil
 		case dns.RcodeNameError:
-			return resp, errNXDomain
+			return resp, ErrNXDomain
 		default:
 			last = errors.New(dns.RcodeToString[resp.Rcode])
 		}
@@ -135,7 +144,7 @@ func (r *Resolver) LookupMX(ctx context.Context, domain string) ([]MX, error) {
 	name := strings.TrimSuffix(strings.ToLower(domain), ".")
 	for range maxCNAME {
 		resp, err := r.query(ctx, name, dns.TypeMX)
-		if errors.Is(err, errNXDomain) {
+		if errors.Is(err, ErrNXDomain) {
 			// RFC 5321 5.1: a non-existent domain MUST be reported as an error.
 			return nil, permanent("5.1.2", "domain %s does not exist (DNS NXDOMAIN)", domain)
 		}
@@ -203,7 +212,7 @@ func (r *Resolver) LookupHost(ctx context.Context, host string) ([]netip.Addr, e
 		name := host
 		for range maxCNAME {
 			resp, err := r.query(ctx, name, qt)
-			if errors.Is(err, errNXDomain) {
+			if errors.Is(err, ErrNXDomain) {
 				nx++
 				break
 			}
