@@ -276,6 +276,7 @@ func (s *Server) act(a *action) http.HandlerFunc {
 type statusData struct {
 	Status    *control.Status
 	StatusErr string
+	DHCP      *control.DHCPStatus // nil while the DHCP server is off
 	Log       []control.LogLine
 	LogErr    string
 }
@@ -287,6 +288,10 @@ func loadStatus(ctx context.Context, c control.Caller, _ *http.Request) (any, er
 		d.StatusErr = err.Error()
 	} else {
 		d.Status = &st
+	}
+	var dhcp control.DHCPStatus
+	if err := c.Call(ctx, control.OpDHCPStatus, nil, &dhcp); err == nil && dhcp.Enabled {
+		d.DHCP = &dhcp
 	}
 	if err := c.Call(ctx, control.OpLogRecent, control.Args{"n": fmt.Sprint(LogLines)}, &d.Log); err != nil {
 		d.LogErr = err.Error()
