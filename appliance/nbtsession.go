@@ -12,6 +12,7 @@ import (
 
 	"concierge/appliance/config"
 	"concierge/appliance/control"
+	"concierge/nbt/browse"
 	"concierge/nbt/datagram"
 	"concierge/nbt/nameservice"
 	"concierge/nbt/session"
@@ -21,8 +22,10 @@ import (
 // nbtExtra are the session (139/tcp) and datagram (138/udp) services that
 // run beside the name service, on the same interfaces, and stop with it.
 type nbtExtra struct {
-	sess *session.Server
-	dgm  *datagram.Server
+	sess   *session.Server
+	dgm    *datagram.Server
+	browse *browse.Announcer // nil when browse announcements are off
+	cancel context.CancelFunc
 }
 
 // gatewayNames are the names the name service claims for the gateways.
@@ -96,10 +99,44 @@ func (s *nbtService) startExtra(ns *nameservice.Server) (*nbtExtra, error) {
 		return nil, fmt.Errorf("nbt: datagram service: %w", err)
 	}
 	go x.dgm.Serve(pc)
+	ctx, cancel := context.WithCancel(context.Background())
+	x.cancel = cancel
+	if s.cur.BrowseAnnounce {
+		a, err := browse.New(browse.Config{Name: s.cur.Name, Workgroup: s.cur.Workgroup, Scope: s.cur.Scope,
+			Comment: s.cur.Comment, FirstPeriod: s.cur.BrowsePeriod.D(), MaxPeriod: s.cur.BrowseMaxPeriod.D(),
+			ReplyDelay: s.cur.BrowseReplyDelay.D(), Log: log}, x.dgm)
+		if err != nil {
+			x.close()
+			return nil, fmt.Errorf("nbt: %w", err)
+		}
+		x.browse = a
+		to := s.cur.Workgroup + "<1d>"
+		// The first announcement goes once the box holds its names.
+		go func() {
+			select {
+			case <-ns.Claimed():
+			case <-ctx.Done():
+				return
+			}
+			go func() {
+				select {
+				case <-a.Announced():
+					log.Info("nbt: host announcement sent", "to", to)
+				case <-ctx.Done():
+				}
+			}()
+			if err := a.Run(ctx); err != nil {
+				log.Error("nbt: browse announcements", "err", err)
+			}
+		}()
+	}
 	return x, nil
 }
 
 func (x *nbtExtra) close() {
+	if x.cancel != nil {
+		x.cancel()
+	}
 	if x.sess != nil {
 		x.sess.Close()
 	}
@@ -119,6 +156,11 @@ func (s *nbtService) sessions() control.NBTSessions {
 		out.Sessions = s.extra.sess.Sessions()
 		out.SessionCounters = s.extra.sess.Counters()
 		out.DatagramCounters = s.extra.dgm.Counters()
+		if s.extra.browse != nil {
+			for k, v := range s.extra.browse.Counters() {
+				out.DatagramCounters[k] = v
+			}
+		}
 	}
 	return out
 }
