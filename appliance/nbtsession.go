@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -101,6 +103,13 @@ func (s *nbtService) startExtra(ns *nameservice.Server) (*nbtExtra, error) {
 	go x.dgm.Serve(pc)
 	ctx, cancel := context.WithCancel(context.Background())
 	x.cancel = cancel
+	// Datagrams to the box's messenger name NAME<03> ("net send",
+	// WinPopup) are kept for the admin: nbt.messages.
+	if msgr, err := wire.MakeName(s.cur.Name, 0x03, s.cur.Scope); err == nil {
+		if l, err := x.dgm.Listen(msgr); err == nil {
+			go s.mailbox.collect(ctx, l)
+		}
+	}
 	if s.cur.BrowseAnnounce {
 		a, err := browse.New(browse.Config{Name: s.cur.Name, Workgroup: s.cur.Workgroup, Scope: s.cur.Scope,
 			Comment: s.cur.Comment, FirstPeriod: s.cur.BrowsePeriod.D(), MaxPeriod: s.cur.BrowseMaxPeriod.D(),
@@ -190,3 +199,38 @@ type nbtLive struct{ s *nbtService }
 
 func (l nbtLive) Sessions() control.NBTSessions { return l.s.sessions() }
 func (l nbtLive) Send(to, message string) error { return l.s.send(to, message) }
+
+// nbtMailboxLen is how many datagrams to the box's messenger name the
+// nbt.messages op keeps (the newest).
+const nbtMailboxLen = 32
+
+// nbtMailbox keeps the last datagrams received on the box's NAME<03>.
+type nbtMailbox struct {
+	mu   sync.Mutex
+	msgs []control.NBTMessage
+}
+
+func (m *nbtMailbox) collect(ctx context.Context, l *datagram.Listener) {
+	defer l.Close()
+	for {
+		d, err := l.Recv(ctx)
+		if err != nil {
+			return
+		}
+		m.mu.Lock()
+		if len(m.msgs) == nbtMailboxLen {
+			m.msgs = append(m.msgs[:0], m.msgs[1:]...)
+		}
+		m.msgs = append(m.msgs, control.NBTMessage{Time: time.Now().UTC(), From: d.From.String(),
+			Source: d.Source.String(), Dest: d.Dest.String(), Data: d.Data})
+		m.mu.Unlock()
+	}
+}
+
+func (m *nbtMailbox) list() []control.NBTMessage {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]control.NBTMessage{}, m.msgs...)
+}
+
+func (l nbtLive) Messages() []control.NBTMessage { return l.s.mailbox.list() }
