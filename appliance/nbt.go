@@ -28,6 +28,7 @@ type nbtService struct {
 	cur     config.NBT
 	srv     *nameservice.Server
 	extra   *nbtExtra     // session and datagram services beside srv
+	mailbox nbtMailbox    // datagrams to NAME<03>, across restarts
 	ifaces  string        // the interfaces srv was started on, as compared by watch
 	stopped chan struct{} // closed by Stop; ends the watch loop
 }

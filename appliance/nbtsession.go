@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
 	"concierge/appliance/config"
 	"concierge/appliance/control"
+	"concierge/nbt/browse"
 	"concierge/nbt/datagram"
 	"concierge/nbt/nameservice"
 	"concierge/nbt/session"
@@ -21,8 +24,10 @@ import (
 // nbtExtra are the session (139/tcp) and datagram (138/udp) services that
 // run beside the name service, on the same interfaces, and stop with it.
 type nbtExtra struct {
-	sess *session.Server
-	dgm  *datagram.Server
+	sess   *session.Server
+	dgm    *datagram.Server
+	browse *browse.Announcer // nil when browse announcements are off
+	cancel context.CancelFunc
 }
 
 // gatewayNames are the names the name service claims for the gateways.
@@ -96,10 +101,51 @@ func (s *nbtService) startExtra(ns *nameservice.Server) (*nbtExtra, error) {
 		return nil, fmt.Errorf("nbt: datagram service: %w", err)
 	}
 	go x.dgm.Serve(pc)
+	ctx, cancel := context.WithCancel(context.Background())
+	x.cancel = cancel
+	// Datagrams to the box's messenger name NAME<03> ("net send",
+	// WinPopup) are kept for the admin: nbt.messages.
+	if msgr, err := wire.MakeName(s.cur.Name, 0x03, s.cur.Scope); err == nil {
+		if l, err := x.dgm.Listen(msgr); err == nil {
+			go s.mailbox.collect(ctx, l)
+		}
+	}
+	if s.cur.BrowseAnnounce {
+		a, err := browse.New(browse.Config{Name: s.cur.Name, Workgroup: s.cur.Workgroup, Scope: s.cur.Scope,
+			Comment: s.cur.Comment, FirstPeriod: s.cur.BrowsePeriod.D(), MaxPeriod: s.cur.BrowseMaxPeriod.D(),
+			ReplyDelay: s.cur.BrowseReplyDelay.D(), Log: log}, x.dgm)
+		if err != nil {
+			x.close()
+			return nil, fmt.Errorf("nbt: %w", err)
+		}
+		x.browse = a
+		to := s.cur.Workgroup + "<1d>"
+		// The first announcement goes once the box holds its names.
+		go func() {
+			select {
+			case <-ns.Claimed():
+			case <-ctx.Done():
+				return
+			}
+			go func() {
+				select {
+				case <-a.Announced():
+					log.Info("nbt: host announcement sent", "to", to)
+				case <-ctx.Done():
+				}
+			}()
+			if err := a.Run(ctx); err != nil {
+				log.Error("nbt: browse announcements", "err", err)
+			}
+		}()
+	}
 	return x, nil
 }
 
 func (x *nbtExtra) close() {
+	if x.cancel != nil {
+		x.cancel()
+	}
 	if x.sess != nil {
 		x.sess.Close()
 	}
@@ -119,6 +165,11 @@ func (s *nbtService) sessions() control.NBTSessions {
 		out.Sessions = s.extra.sess.Sessions()
 		out.SessionCounters = s.extra.sess.Counters()
 		out.DatagramCounters = s.extra.dgm.Counters()
+		if s.extra.browse != nil {
+			for k, v := range s.extra.browse.Counters() {
+				out.DatagramCounters[k] = v
+			}
+		}
 	}
 	return out
 }
@@ -148,3 +199,38 @@ type nbtLive struct{ s *nbtService }
 
 func (l nbtLive) Sessions() control.NBTSessions { return l.s.sessions() }
 func (l nbtLive) Send(to, message string) error { return l.s.send(to, message) }
+
+// nbtMailboxLen is how many datagrams to the box's messenger name the
+// nbt.messages op keeps (the newest).
+const nbtMailboxLen = 32
+
+// nbtMailbox keeps the last datagrams received on the box's NAME<03>.
+type nbtMailbox struct {
+	mu   sync.Mutex
+	msgs []control.NBTMessage
+}
+
+func (m *nbtMailbox) collect(ctx context.Context, l *datagram.Listener) {
+	defer l.Close()
+	for {
+		d, err := l.Recv(ctx)
+		if err != nil {
+			return
+		}
+		m.mu.Lock()
+		if len(m.msgs) == nbtMailboxLen {
+			m.msgs = append(m.msgs[:0], m.msgs[1:]...)
+		}
+		m.msgs = append(m.msgs, control.NBTMessage{Time: time.Now().UTC(), From: d.From.String(),
+			Source: d.Source.String(), Dest: d.Dest.String(), Data: d.Data})
+		m.mu.Unlock()
+	}
+}
+
+func (m *nbtMailbox) list() []control.NBTMessage {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]control.NBTMessage{}, m.msgs...)
+}
+
+func (l nbtLive) Messages() []control.NBTMessage { return l.s.mailbox.list() }

@@ -58,6 +58,8 @@ type NBT struct {
 	// The session (139/tcp) and datagram (138/udp) services: see
 	// nbtsession.go.
 	NBTSessions
+	// The browse announcements: see nbtbrowse.go.
+	NBTBrowse
 }
 
 // DefaultNBT returns the NetBIOS defaults: the box's names and files
@@ -78,6 +80,7 @@ func DefaultNBT() NBT {
 		RateBurst:            nameservice.DefaultRateBurst,
 		ChallengeTimeout:     Duration(nameservice.DefaultChallengeTimeout),
 		NBTSessions:          defaultNBTSessions(),
+		NBTBrowse:            defaultNBTBrowse(),
 	}
 }
 
@@ -159,5 +162,6 @@ func (s *NBT) validate(p string) Errors {
 		errs = append(errs, fieldErr(p+".rate_burst", "must be between 1 and 10000000, not %d", s.RateBurst))
 	}
 	errs = append(errs, s.NBTSessions.validate(p, s.Scope)...)
+	errs = append(errs, s.NBTBrowse.validate(p)...)
 	return errs
 }

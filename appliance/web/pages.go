@@ -447,10 +447,23 @@ func loadMessage(ctx context.Context, c control.Caller, r *http.Request) (any, e
 	return &m, nil
 }
 
+// netbiosData is the NetBIOS page: the name service and, while they
+// run, the session and datagram services.
+type netbiosData struct {
+	*control.NBTNames
+	Sess *control.NBTSessions
+}
+
 func loadNetBIOS(ctx context.Context, c control.Caller, _ *http.Request) (any, error) {
-	var n control.NBTNames
-	err := c.Call(ctx, control.OpNBTNames, nil, &n)
-	return &n, err
+	d := &netbiosData{NBTNames: &control.NBTNames{}}
+	if err := c.Call(ctx, control.OpNBTNames, nil, d.NBTNames); err != nil {
+		return d, err
+	}
+	var s control.NBTSessions
+	if err := c.Call(ctx, control.OpNBTSessions, nil, &s); err == nil && s.Running {
+		d.Sess = &s
+	}
+	return d, nil
 }
 
 // dhcpFields are the DHCP form's fields, each the setting dhcp.NAME.

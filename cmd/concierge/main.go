@@ -42,6 +42,7 @@ Commands:
   config get KEY | config set KEY VALUE
   nbt names                           NetBIOS names and the WINS table
   nbt sessions | send NAME MESSAGE    NetBIOS sessions and counters; a datagram to a name
+  nbt messages                        datagrams received on the box's messenger name
   dhcp leases | dhcp set KEY=VALUE... the LAN's DHCP server (off by default)
   network show | network confirm      addresses (settings and live), confirm a change on trial
   network set IF ADDRESS/PREFIX [--gateway IP] [--dns IP,IP]

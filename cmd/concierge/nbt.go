@@ -41,3 +41,22 @@ func (c *cli) nbtSend(args []string) error {
 	fmt.Fprintf(c.stdout, "sent to %s\n", args[0])
 	return nil
 }
+
+// nbtMessages prints the nbt.messages op: one line per datagram, its
+// data quoted.
+func (c *cli) nbtMessages() error {
+	var msgs []control.NBTMessage
+	if err := c.call(control.OpNBTMessages, nil, &msgs); err != nil {
+		return err
+	}
+	if len(msgs) == 0 {
+		fmt.Fprintln(c.stdout, "No datagram arrived for the box's messenger name.")
+		return nil
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TIME\tFROM\tSOURCE\tTO\tBYTES\tDATA")
+	for _, m := range msgs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%q\n", m.Time.Local().Format("2006-01-02 15:04:05"), m.From, m.Source, m.Dest, len(m.Data), m.Data)
+	}
+	return tw.Flush()
+}

@@ -20,6 +20,7 @@ func (c *cli) nbt(args []string) error {
 		"names":    "             the box's NetBIOS names, the WINS table and counters",
 		"sessions": "             open NetBIOS sessions and the session and datagram counters",
 		"send":     "NAME MESSAGE a NetBIOS datagram to NAME (NAME#03 for a messenger name)",
+		"messages": "             the last datagrams sent to the box's messenger name NAME<03>",
 	})
 	if err != nil {
 		return err
@@ -29,6 +30,8 @@ func (c *cli) nbt(args []string) error {
 		return c.nbtSessions()
 	case "send":
 		return c.nbtSend(rest)
+	case "messages":
+		return c.nbtMessages()
 	}
 	var doc control.NBTNames
 	if err := c.call(control.OpNBTNames, nil, &doc); err != nil {

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/netip"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -144,6 +145,47 @@ func TestNBSSGatewayImpacketAndDatagrams(t *testing.T) {
 	if e, err := wire.ParseDatagram(buf[:n]); err != nil || e.Type != wire.DgmError || e.Code != wire.DgmErrNotPresent || e.ID != 77 {
 		t.Fatalf("answer %+v %v", e, err)
 	}
+	// A DIRECT_UNIQUE datagram to the box's messenger name reaches its
+	// listener (nbt messages), whole and in fragments, from another host.
+	long := strings.Repeat("0123456789abcdefghijklmnopqrstuvwxyz", 40) // 1,440 bytes: 3 fragments
+	for i, text := range []string{"hello box", long} {
+		frags, err := wire.Fragment(wire.Datagram{Type: wire.DgmDirectUnique, ID: uint16(100 + i), SourceIP: pc.Addr, SourcePort: 138,
+			Source: wire.MustName("PC1", 0, ""), Dest: wire.MustName("CONCIERGE", 0x03, "")}, []byte(text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if text == long && len(frags) < 3 {
+			t.Fatalf("%d fragments", len(frags))
+		}
+		for _, f := range frags {
+			msg, _ := f.Pack()
+			c.WriteToUDPAddrPort(msg, dst)
+		}
+	}
+	var msgs string
+	if !testnet.WaitFor(10*time.Second, func() bool {
+		msgs = b.CLI("nbt", "messages")
+		return strings.Contains(msgs, `"hello box"`) && regexp.MustCompile(fmt.Sprintf(`\b%d +%s`, len(long), regexp.QuoteMeta(fmt.Sprintf("%q", long)))).MatchString(msgs)
+	}) {
+		t.Errorf("nbt messages lacks the datagrams:\n%s", msgs)
+	}
+	if out := b.CLI("nbt", "sessions"); !regexp.MustCompile(`datagram reassembled +1\b`).MatchString(out) {
+		t.Errorf("no reassembled datagram counted:\n%s", out)
+	}
+
+	// Samba's smbclient, calling port 139, gets a session and then a
+	// clean close (the box offers no SMB): it ends at once with an error.
+	before := strings.Count(b.Proc.Out.String(), "SMB is not offered")
+	start := time.Now()
+	out, err = pc.Command("timeout", "30", "smbclient", "-s", pc.NmbClientConf(), "-L", boxH.Addr.String(), "-p", "139", "-N").CombinedOutput()
+	t.Logf("smbclient (%v, %v):\n%s", time.Since(start).Round(time.Millisecond), err, out)
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() == 124 || !strings.Contains(string(out), "NT_STATUS_") {
+		t.Errorf("smbclient -L: %v", err)
+	}
+	if !b.Proc.WaitOutput(5*time.Second, func(s string) bool { return strings.Count(s, "SMB is not offered") > before }) {
+		t.Errorf("no log line saying SMB is not offered after smbclient")
+	}
+
 	// "nbt send" to the PC's messenger name, registered in the WINS
 	// table, arrives as a datagram... the PC is not registered here, so
 	// the op reports the name as not found.
