@@ -48,6 +48,9 @@ type Env struct {
 	// Control is the control API of the box (appliance/control): the
 	// setup page calls it, and services publish their events on it.
 	Control *control.Service
+	// Link is the dial-out link service (gate of the delivery runner,
+	// spool of the SMTP server); set when the services are made.
+	Link *linkService
 }
 
 // MailDir is the Maildir of a user.

@@ -48,6 +48,8 @@ type Live interface {
 	// Runner is the queue runner of the delivery service (nil while it
 	// does not run).
 	Runner() QueueRunner
+	// Link is the dial-out link service (link.go).
+	Link() LinkControl
 	// CheckAdmin checks the admin password against hash through the
 	// login limiter and password check of mail logins.
 	CheckAdmin(ctx context.Context, hash, password string, ip netip.Addr) error

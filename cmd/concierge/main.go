@@ -41,6 +41,7 @@ Commands:
   config get KEY | config set KEY VALUE
   nbt names                           NetBIOS names and the WINS table
   queue list | queue show ID | queue flush [DOMAIN] | queue retry ID | queue del ID
+  link status | link up | link down
   status                              services, addresses, counters (server running)
   log [N]                             the server's last N log lines
   backup > FILE | restore FILE        the whole configuration as one file
@@ -91,6 +92,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = c.nbt(rest)
 	case "queue":
 		err = c.queue(rest)
+	case "link":
+		err = c.link(rest)
 	case "smarthost":
 		err = c.smarthost(rest)
 	case "status":
