@@ -28,9 +28,12 @@ type deliveryService struct {
 	env       *Env
 	cfg       atomic.Pointer[config.Config]
 	transport atomic.Pointer[deliver.Transport]
-	runner    *queue.Runner
-	cancel    context.CancelFunc
-	done      chan struct{}
+	// direct sends by MX lookup even with a smarthost: the relay domains
+	// held for ETRN go to their own primary MX.
+	direct atomic.Pointer[deliver.Transport]
+	runner *queue.Runner
+	cancel context.CancelFunc
+	done   chan struct{}
 }
 
 func newDeliveryService(env *Env) Service { return &deliveryService{env: env} }
@@ -67,6 +70,15 @@ func (s *deliveryService) newTransport(cfg *config.Config) (*deliver.Transport, 
 	return t, nil
 }
 
+// directTransport sends by MX lookup whatever the smarthost setting.
+func (s *deliveryService) directTransport(cfg *config.Config) *deliver.Transport {
+	return &deliver.Transport{
+		Hostname: cfg.Hostname,
+		Resolver: &deliver.Resolver{Servers: cfg.Delivery.DNSServers},
+		Log:      s.env.Log.With("service", "delivery"),
+	}
+}
+
 func runnerSettings(cfg *config.Config) queue.Settings {
 	d := cfg.Delivery
 	set := queue.Settings{WarnAfter: d.WarnAfter.D(), GiveUpAfter: d.GiveUpAfter.D(),
@@ -87,7 +99,12 @@ func (s *deliveryService) Start(ctx context.Context, cfg *config.Config) error {
 	}
 	s.cfg.Store(cfg)
 	s.transport.Store(t)
+	s.direct.Store(s.directTransport(cfg))
 	s.runner = queue.NewRunner(s.env.Queue, s, s.notify, runnerSettings(cfg), s.env.Log.With("service", "delivery"))
+	if s.env.Link != nil {
+		s.runner.Gate = s.env.Link
+		s.env.Link.setRunner(s.runner)
+	}
 	rctx, cancel := context.WithCancel(context.Background())
 	s.cancel, s.done = cancel, make(chan struct{})
 	go func() {
@@ -106,6 +123,9 @@ func (s *deliveryService) Reconfigure(cfg *config.Config) error {
 	if old := s.transport.Swap(t); old != nil {
 		old.CloseIdle()
 	}
+	if old := s.direct.Swap(s.directTransport(cfg)); old != nil {
+		old.CloseIdle()
+	}
 	s.runner.Configure(runnerSettings(cfg))
 	return nil
 }
@@ -113,8 +133,10 @@ func (s *deliveryService) Reconfigure(cfg *config.Config) error {
 func (s *deliveryService) Stop(ctx context.Context) error {
 	s.cancel()
 	defer func() {
-		if t := s.transport.Load(); t != nil {
-			t.CloseIdle()
+		for _, t := range []*deliver.Transport{s.transport.Load(), s.direct.Load()} {
+			if t != nil {
+				t.CloseIdle()
+			}
 		}
 	}()
 	select {
@@ -145,6 +167,9 @@ func (s *deliveryService) Send(ctx context.Context, j *queue.Job) []queue.Result
 	dir := newDirectory(s.env, cfg)
 	if dir.IsLocalDomain(j.Domain) {
 		return s.sendLocal(ctx, dir, j)
+	}
+	if s.env.Link != nil && s.env.Link.isRelay(j.Domain) {
+		return s.direct.Load().Send(ctx, j)
 	}
 	if j.Forwarded {
 		fj := *j

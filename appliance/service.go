@@ -51,6 +51,9 @@ type Env struct {
 	// Net is whether settings reach the network interfaces and the
 	// change of address on trial (see network.go).
 	Net *netState
+	// Link is the dial-out link service (gate of the delivery runner,
+	// spool of the SMTP server); set when the services are made.
+	Link *linkService
 }
 
 // MailDir is the Maildir of a user.

@@ -4,6 +4,7 @@ package appliance
 func newServices(env *Env) []Service {
 	return []Service{
 		newNetworkService(env),
+		newLinkService(env), // before the SMTP server and the runner, which consult it
 		newSMTPService(env),
 		newDeliveryService(env),
 		newPOP3Service(env),

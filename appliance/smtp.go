@@ -44,6 +44,9 @@ func (s *smtpService) settings(cfg *config.Config) (*smtpd.Settings, error) {
 		DropDir:         cfg.SMTP.DropDir,
 	}
 	set.AllowOutsideLocalSenders = !cfg.SMTP.LocalSenderCheck
+	if s.env.Link != nil {
+		set.Spool = s.env.Link
+	}
 	if p := cfg.PrimaryDomain(); p != "" {
 		set.Postmaster = "postmaster@" + p
 	}

@@ -97,6 +97,9 @@ func (s *supervisor) NBT() control.NBTLive {
 // RecentLog returns the last n log lines.
 func (s *supervisor) RecentLog(n int) []control.LogLine { return s.ring.recent(n) }
 
+// Link is the dial-out link service.
+func (s *supervisor) Link() control.LinkControl { return s.env.Link }
+
 // Runner is the delivery service's queue runner.
 func (s *supervisor) Runner() control.QueueRunner {
 	s.mu.Lock()

@@ -32,6 +32,8 @@ import (
 //     library's parser refuses, into postmaster@ the primary domain (RFC
 //     5321 4.5.1);
 //   - it refuses BDAT (CHUNKING is not offered);
+//   - it answers ETRN (RFC 1985) for the relay domains the box holds mail
+//     for, and advertises it, when the server has a Spool (etrn.go);
 //   - it words the positive replies as established MTAs do, chosen by the
 //     command answered and the reply code (see editReply);
 //   - on shutdown it answers the next command with 421 (RFC 5321 3.8).
@@ -63,6 +65,10 @@ type frontConn struct {
 	hello   bool     // STARTTLS done: only EHLO/HELO, NOOP, RSET, QUIT until a new greeting
 	started bool     // a MAIL or AUTH succeeded: the idle timeout, not the start timeout, applies
 	queued  string   // queue ID of the message just accepted (set by the session)
+	user    string   // the logged-in user (set by the session), for ETRN
+
+	greeted       bool // a HELO or EHLO was answered 250
+	inTransaction bool // between MAIL and the end of the transaction
 
 	wmu      sync.Mutex
 	wbuf     []byte // reply text being collected
@@ -280,6 +286,13 @@ func (c *frontConn) filter(line []byte) []byte {
 	case "BDAT":
 		c.writeRaw("502 5.5.1 BDAT is not supported; use DATA\r\n")
 		return nil
+	case "ETRN":
+		if sp := c.srv.settings.Load().Spool; sp != nil {
+			c.writeRaw(c.etrn(sp, arg))
+			return nil
+		}
+	case "RSET", "HELO", "EHLO":
+		c.inTransaction = false
 	case "RCPT":
 		if c.postmstr != "" && isBarePostmaster(arg) {
 			rest := strings.TrimSpace(arg[strings.IndexByte(arg, '>')+1:])
@@ -372,13 +385,18 @@ func (c *frontConn) editReply(reply []byte) []byte {
 		c.started = true
 	case c.verb == "MAIL" && code == 250:
 		c.started = true
+		c.inTransaction = true
 		return []byte("250 2.1.0 Ok\r\n")
 	case c.verb == "RCPT" && code == 250:
 		return []byte("250 2.1.5 Ok\r\n")
 	case c.verb == "DATA" && code == 354:
 		c.saw354.Store(true)
 		return []byte("354 End data with <CR><LF>.<CR><LF>\r\n")
-	case c.verb == "DATA" && code == 250:
+	case c.verb == "DATA" && code >= 250:
+		c.inTransaction = false
+		if code != 250 {
+			break
+		}
 		id := c.queued
 		c.queued = ""
 		if id == "" {
@@ -389,6 +407,7 @@ func (c *frontConn) editReply(reply []byte) []byte {
 		return []byte("250 2.0.0 Ok\r\n")
 	case (c.verb == "HELO" || c.verb == "EHLO") && code == 250:
 		c.hello = false
+		c.greeted = true
 		return c.editGreeting(reply)
 	}
 	return reply
@@ -418,6 +437,9 @@ func (c *frontConn) editGreeting(reply []byte) []byte {
 		return []byte("250 " + host + " Hello " + greet + "\r\n")
 	}
 	keep := []string{host + " Hello " + greet}
+	if c.srv.settings.Load().Spool != nil {
+		keep = append(keep, "ETRN") // RFC 1985 section 4
+	}
 	for _, l := range lines[1:] {
 		text := l[4:]
 		up := strings.ToUpper(text)

@@ -89,6 +89,9 @@ type Settings struct {
 	// port 25 from a client outside the relay networks whose envelope
 	// sender is one of the office's own addresses.
 	AllowOutsideLocalSenders bool
+	// Spool, when set, holds mail for relay domains until ETRN and hears
+	// of SMTP traffic (a dial-up link's idle timer); see etrn.go.
+	Spool Spool
 }
 
 func (set *Settings) limits() connlimit.Limits {
@@ -251,6 +254,9 @@ func (s *Server) handler(kind ListenerKind) tcpserve.Handler {
 			fc.tls.Store(true)
 		}
 		s.Accepted.Add(1)
+		if set.Spool != nil {
+			set.Spool.Activity(fc.remoteIP(), 0, 0)
+		}
 		raw.SetDeadline(time.Now().Add(set.IdleTimeout))
 		closed := make(chan struct{})
 		fc.onClose = func() { close(closed) }

@@ -122,6 +122,7 @@ func (ss *session) Auth(mech string) (sasl.Server, error) {
 			return errAuthFailed
 		}
 		ss.user = user
+		ss.fc.user = user
 		ss.s.Log.Info("auth", "remote", ss.ip.String(), "user", user, "login", login, "mech", mech)
 		return nil
 	}
@@ -198,6 +199,10 @@ func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 func (ss *session) route(a mailaddr.Address, depth int) (rcpt, error) {
 	dir := ss.set.Dir
 	if !dir.IsLocalDomain(a.Domain) {
+		if sp := ss.set.Spool; sp != nil && sp.IsRelayDomain(a.Domain) {
+			// Backup MX: held in the queue until ETRN (etrn.go).
+			return rcpt{addr: a.String(), remote: []string{a.String()}}, nil
+		}
 		if !ss.trusted() {
 			return rcpt{}, errRelayDenied
 		}
@@ -272,6 +277,9 @@ func (ss *session) Data(r io.Reader) error {
 		return errStorage
 	}
 	ss.s.Messages.Add(1)
+	if set.Spool != nil {
+		set.Spool.Activity(ss.ip, 1, n)
+	}
 	ss.logMessage(id, n, fmt.Sprintf("accepted: %d mailbox(es), %d queued", len(d.Maildirs), queued(d)))
 	ss.fc.queued = id
 	return nil

@@ -40,6 +40,7 @@ type Config struct {
 
 	SMTP     SMTP     `json:"smtp"`
 	Delivery Delivery `json:"delivery"`
+	Link     Link     `json:"link"`
 	POP3     POP3     `json:"pop3"`
 	NBT      NBT      `json:"nbt"`
 	Web      Web      `json:"web"`
@@ -80,6 +81,7 @@ func Default() *Config {
 		Hostname: "concierge.office.lan",
 		SMTP:     DefaultSMTP(),
 		Delivery: DefaultDelivery(),
+		Link:     DefaultLink(),
 		POP3:     DefaultPOP3(),
 		NBT:      DefaultNBT(),
 		Web:      DefaultWeb(),
@@ -237,6 +239,7 @@ func (c *Config) Validate() Errors {
 	errs = append(errs, checkTrustedNetworks("relay_networks", c.RelayNetworks)...)
 	errs = append(errs, c.SMTP.validate("smtp")...)
 	errs = append(errs, c.Delivery.validate("delivery")...)
+	errs = append(errs, c.Link.validate("link", c)...)
 	errs = append(errs, c.POP3.validate("pop3")...)
 	errs = append(errs, c.NBT.validate("nbt")...)
 	errs = append(errs, c.Web.validate("web")...)

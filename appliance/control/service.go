@@ -56,6 +56,8 @@ type Live interface {
 	Runner() QueueRunner
 	// Network is the box's network interfaces (network ops).
 	Network() Network
+	// Link is the dial-out link service (link.go).
+	Link() LinkControl
 	// CheckAdmin checks the admin password against hash through the
 	// login limiter and password check of mail logins.
 	CheckAdmin(ctx context.Context, hash, password string, ip netip.Addr) error

@@ -76,6 +76,7 @@ var views = []*view{
 	{"/dhcp", "dhcp", "Addresses for the office's computers (DHCP)", loadDHCP},
 	{"/network", "network", "Network", loadNetwork},
 	{"/diagnostics", "diagnostics", "Diagnostics", loadDiagnostics},
+	{"/link", "link", "ISP link", loadLink},
 	{"/maintenance", "maintenance", "Maintenance", nil},
 }
 
@@ -304,7 +305,7 @@ type identityData struct {
 }
 
 // identityKeys are the settings of the identity form, by field.
-var identityKeys = []struct{ field, key string }{
+var identityKeys = []configKey{
 	{"hostname", "hostname"},
 	{"nbt_name", "nbt.name"},
 	{"workgroup", "nbt.workgroup"},
@@ -328,39 +329,13 @@ func identityValues(ctx context.Context, c control.Caller) (map[string]string, e
 	return map[string]string{"hostname": cfg.Hostname, "nbt_name": cfg.NBT.Name, "workgroup": cfg.NBT.Workgroup, "comment": cfg.NBT.Comment}, nil
 }
 
-// setIdentity sets the keys whose value changed, one op each; when one is
-// refused, those set before it are put back, so the form changes all or
-// nothing.
+// setIdentity sets the identity keys that changed (setConfigKeys).
 func setIdentity(ctx context.Context, c control.Caller, f map[string]string) (string, error) {
 	cur, err := identityValues(ctx, c)
 	if err != nil {
 		return "", err
 	}
-	var done []string // keys set, to put back
-	for _, k := range identityKeys {
-		if f[k.field] == cur[k.field] {
-			continue
-		}
-		err := c.Call(ctx, control.OpConfigSet, control.Args{"key": k.key, "value": f[k.field]}, nil)
-		if err == nil {
-			done = append(done, k.field)
-			continue
-		}
-		for _, back := range identityKeys {
-			if slices.Contains(done, back.field) {
-				c.Call(ctx, control.OpConfigSet, control.Args{"key": back.key, "value": cur[back.field]}, nil)
-			}
-		}
-		var ce *control.Error
-		if errors.As(err, &ce) {
-			return "", &control.Error{Code: ce.Code, Fields: map[string]string{k.field: ce.Error()}}
-		}
-		return "", err
-	}
-	if len(done) == 0 {
-		return "Nothing changed.", nil
-	}
-	return "Saved.", nil
+	return setConfigKeys(ctx, c, identityKeys, cur, f)
 }
 
 type domainsData struct {

@@ -31,6 +31,7 @@ var Nav = []NavItem{
 	{"/aliases", "Aliases"},
 	{"/relay", "Sending"},
 	{"/queue", "Queue"},
+	{"/link", "ISP link"},
 	{"/netbios", "NetBIOS"},
 	{"/network", "Network"},
 	{"/dhcp", "DHCP"},

@@ -47,6 +47,7 @@ Commands:
   network show | network confirm      addresses (settings and live), confirm a change on trial
   network set IF ADDRESS/PREFIX [--gateway IP] [--dns IP,IP]
   queue list | queue show ID | queue flush [DOMAIN] | queue retry ID | queue del ID
+  link status | link up | link down
   status                              services, addresses, counters (server running)
   log [N]                             the server's last N log lines
   backup > FILE | restore FILE        the whole configuration as one file
@@ -107,6 +108,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = c.network(rest)
 	case "queue":
 		err = c.queue(rest)
+	case "link":
+		err = c.link(rest)
 	case "smarthost":
 		err = c.smarthost(rest)
 	case "status":

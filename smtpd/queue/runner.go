@@ -123,12 +123,37 @@ type Notice struct {
 // keeps the message in the queue to try again.
 type Notifier func(ctx context.Context, n Notice) error
 
+// Gate decides whether deliveries to a domain may start now: a dial-up
+// link that is down keeps every outside domain closed, and a domain the
+// box is backup MX for stays closed until its primary asks with ETRN.
+//
+// While a domain is closed its recipients are not attempted, and nothing
+// is counted: no attempt, no failure, no next-attempt time. The retry
+// clock is paused, not run on link-up time only: the recipients stay due,
+// and the first dispatch after the gate opens (Flush or Poke) tries them.
+// The give-up age still counts from when the message was received, but a
+// recipient is given up only after an attempt made while its domain was
+// open, so mail is never bounced for the time a link was down alone.
+type Gate interface {
+	// Open reports whether deliveries to domain may start.
+	Open(domain string) bool
+	// Waiting is told of the closed domains that have due mail, after
+	// each dispatch that found some (an on-demand link dials). It must
+	// not call back into the runner synchronously.
+	Waiting(domains []string)
+	// Attempted is told of each finished attempt to domain: how many
+	// recipients were delivered, and the size of the message.
+	Attempted(domain string, delivered int, size int64)
+}
+
 // Runner delivers the queue.
 type Runner struct {
 	Queue  *Queue
 	Sender Sender
 	Notify Notifier
 	Log    *slog.Logger
+	// Gate, when set before Run, holds deliveries to closed domains.
+	Gate Gate
 	// Now is the clock (nil: time.Now); tests set it to check the retry
 	// schedule exactly.
 	Now func() time.Time
@@ -219,7 +244,10 @@ func (r *Runner) Run(ctx context.Context) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
-		next := r.dispatch(r.now())
+		next, waiting := r.dispatch(r.now())
+		if len(waiting) > 0 {
+			r.Gate.Waiting(waiting)
+		}
 		timer.Reset(max(next.Sub(r.now()), 10*time.Millisecond))
 		select {
 		case <-ctx.Done():
@@ -276,11 +304,21 @@ func Domain(addr string) string {
 	return strings.ToLower(addr[strings.LastIndexByte(addr, '@')+1:])
 }
 
-// dispatch starts due messages and returns when the next one is due.
-func (r *Runner) dispatch(now time.Time) time.Time {
+// open reports whether the gate lets deliveries to domain start.
+func (r *Runner) open(domain string) bool {
+	return r.Gate == nil || r.Gate.Open(domain)
+}
+
+// Poke makes the runner look at the queue again (a gate opened).
+func (r *Runner) Poke() { r.poke() }
+
+// dispatch starts due messages and returns when the next one is due, and
+// the closed domains that hold due mail.
+func (r *Runner) dispatch(now time.Time) (time.Time, []string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	next := now.Add(time.Hour)
+	var waiting []string
 	for _, it := range r.items {
 		if it.busy {
 			continue
@@ -291,8 +329,6 @@ func (r *Runner) dispatch(now time.Time) time.Time {
 			}
 			continue
 		}
-		it.busy = true
-		it.results = map[int]Result{}
 		// One job per domain, and apart from them the forwarded
 		// recipients of that domain (they go out with another sender).
 		type key struct {
@@ -301,16 +337,29 @@ func (r *Runner) dispatch(now time.Time) time.Time {
 		}
 		byDomain := map[key][]int{}
 		var order []key
+		held := 0
 		for i, rc := range it.env.Recipients {
 			if rc.State != Pending {
 				continue
 			}
 			k := key{Domain(rc.Addr), rc.Forwarded}
+			if !r.open(k.domain) {
+				if !slices.Contains(waiting, k.domain) {
+					waiting = append(waiting, k.domain)
+				}
+				held++
+				continue
+			}
 			if byDomain[k] == nil {
 				order = append(order, k)
 			}
 			byDomain[k] = append(byDomain[k], i)
 		}
+		if len(order) == 0 && held > 0 {
+			continue // everything due waits for the gate
+		}
+		it.busy = true
+		it.results = map[int]Result{}
 		if len(order) == 0 {
 			// Nothing to send, only notices owed (after a crash).
 			r.wg.Add(1)
@@ -328,7 +377,8 @@ func (r *Runner) dispatch(now time.Time) time.Time {
 		}
 	}
 	r.startWorkers()
-	return next
+	slices.Sort(waiting)
+	return next, waiting
 }
 
 // startWorkers starts a worker for each domain with waiting jobs, within
@@ -369,6 +419,15 @@ func (r *Runner) worker(d string, dq *domainQueue) {
 		dq.jobs = dq.jobs[1:]
 		r.mu.Unlock()
 		res := r.send(ctx, j)
+		if r.Gate != nil {
+			n := 0
+			for _, x := range res {
+				if x.Err == nil {
+					n++
+				}
+			}
+			r.Gate.Attempted(j.domain, n, j.it.env.Size)
+		}
 		r.mu.Lock()
 		for k, i := range j.idx {
 			j.it.results[i] = res[k]
@@ -480,12 +539,14 @@ func (r *Runner) finish(it *item) {
 	}
 	now := r.now().UTC()
 	var succeeded []Recipient
+	tried := map[int]bool{} // recipients with an attempt counted now
 	for i, res := range results {
 		rc := &env.Recipients[i]
 		err := res.Err
-		if ctx.Err() != nil && err != nil && !IsPermanent(err) {
-			continue // interrupted by shutdown: not an attempt
+		if err != nil && !IsPermanent(err) && (ctx.Err() != nil || !r.open(Domain(rc.Addr))) {
+			continue // interrupted by shutdown, or the link went down: not an attempt
 		}
+		tried[i] = true
 		rc.Attempts++
 		rc.LastTry = now
 		if err == nil {
@@ -522,7 +583,7 @@ func (r *Runner) finish(it *item) {
 		if rc.State != Pending {
 			continue
 		}
-		if age >= set.GiveUpAfter {
+		if age >= set.GiveUpAfter && tried[i] {
 			// RFC 3463 X.4.7: delivery time expired.
 			rc.State = Failed
 			rc.LastError = fmt.Sprintf("gave up after %d attempts in %s: %s", rc.Attempts, age.Round(time.Second), rc.LastError)

@@ -1,0 +1,113 @@
+package link
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// fakeISP answers the greeting, EHLO and each ETRN with the reply given
+// for its domain, like a spooling MTA.
+func fakeISP(t *testing.T, replies map[string]string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				fmt.Fprint(c, "220 isp.test ESMTP\r\n")
+				r := bufio.NewReader(c)
+				for {
+					line, err := r.ReadString('\n')
+					if err != nil {
+						return
+					}
+					verb, arg, _ := strings.Cut(strings.TrimSpace(line), " ")
+					switch strings.ToUpper(verb) {
+					case "EHLO":
+						fmt.Fprint(c, "250-isp.test\r\n250 ETRN\r\n")
+					case "ETRN":
+						fmt.Fprint(c, replies[arg]+"\r\n")
+					case "QUIT":
+						fmt.Fprint(c, "221 bye\r\n")
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return l.Addr().String()
+}
+
+// Each RFC 1985 reply is understood and said in words; 458 and 459 are
+// failures, and no answer at all is one too.
+func TestETRNReplies(t *testing.T) {
+	addr := fakeISP(t, map[string]string{
+		"a.test": "250 Queuing started", "b.test": "251 OK, no messages waiting for node b.test",
+		"c.test": "253 OK, 4 pending messages for node c.test started",
+		"d.test": "458 Unable to queue messages for node d.test", "e.test": "459 Node e.test not allowed: unknown",
+	})
+	res := ETRN(context.Background(), addr, "box.test", []string{"a.test", "b.test", "c.test", "d.test", "e.test"})
+	want := []struct {
+		code  int
+		ok    bool
+		words string
+	}{
+		{250, true, "started sending"}, {251, true, "holds no mail"}, {253, true, "started sending the pending"},
+		{458, false, "could not start"}, {459, false, "does not hold mail"},
+	}
+	if len(res) != len(want) {
+		t.Fatalf("%d results: %+v", len(res), res)
+	}
+	for i, w := range want {
+		if res[i].Code != w.code || res[i].OK != w.ok || !strings.Contains(res[i].Words, w.words) {
+			t.Errorf("%s: %+v, want %d %v %q", res[i].Domain, res[i], w.code, w.ok, w.words)
+		}
+	}
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	dead := l.Addr().String()
+	l.Close()
+	res = ETRN(context.Background(), dead, "box.test", []string{"a.test"})
+	if len(res) != 1 || res[0].OK || !strings.Contains(res[0].Words, "did not answer") {
+		t.Errorf("no answer: %+v", res)
+	}
+}
+
+// The accounts survive a restart; a record left open by a crash is
+// closed and marked; the day totals add up.
+func TestAccounts(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "accounts.json")
+	a, err := OpenAccounts(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	day := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+	a.Put(Record{Start: day, End: day.Add(2 * time.Minute), Reason: "schedule", MessagesOut: 3, BytesOut: 300, MessagesIn: 1, BytesIn: 50})
+	a.Put(Record{Start: day.Add(time.Hour), Reason: "outbound mail waiting", MessagesOut: 1, BytesOut: 10})
+	b, err := OpenAccounts(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recent := b.Recent(10)
+	if len(recent) != 2 || !strings.Contains(recent[0].DownReason, "restarted") || recent[0].End.IsZero() {
+		t.Fatalf("after a restart: %+v", recent)
+	}
+	days := b.Days(7, day.Add(2*time.Hour))
+	if len(days) != 1 || days[0].LinkUps != 2 || days[0].MessagesOut != 4 || days[0].BytesOut != 310 || days[0].MessagesIn != 1 ||
+		time.Duration(days[0].UpTime) != 2*time.Minute {
+		t.Errorf("day totals: %+v", days)
+	}
+}
