@@ -51,6 +51,7 @@ const (
 	BcastRegRetries         = 3                      // RFC 1002 6: BCAST_REQ_RETRY_COUNT
 	BcastRegInterval        = 250 * time.Millisecond // RFC 1002 6: BCAST_REQ_RETRY_TIMEOUT
 	maxGroupMembers         = 64                     // addresses kept per group name
+	maxDomainMembers        = 25                     // addresses kept for DOMAIN<1C>, as Windows WINS keeps
 	maxTCPPerSource         = 4                      // 137/tcp connections per source address
 	maxChallenges           = 32                     // challenges in flight
 	maxRateSources          = 4096                   // source addresses tracked by the rate limit

@@ -109,11 +109,46 @@ const (
 	regOwnerFull                  // the address holds as many names as it may
 )
 
-// register adds or refreshes addr as owner (unique) or member (group).
-// For a unique name owned by another address it returns regConflict and
-// that owner. A refresh is always taken; a name new to addr only while
-// addr holds fewer than perOwner names and the table has room.
+// Suffixes the table treats apart, as Windows WINS servers do.
+const (
+	suffixDomainMaster      = 0x1B // DOMAIN<1B>, the domain master browser: always unique
+	suffixDomainControllers = 0x1C // DOMAIN<1C>, the domain controllers: a special group
+)
+
+// class is how the table keeps a name: DOMAIN<1B> is unique whatever the
+// G flag says; DOMAIN<1C> is a group (even when registered unique) of at
+// most maxDomainMembers addresses, each refreshed on its own, where a new
+// member replaces the oldest one when it is full; any other name is kept
+// as registered, a group with up to maxGroupMembers addresses.
+func class(n wire.Name, group bool) (isGroup bool, limit int, rotate bool) {
+	switch n.Suffix() {
+	case suffixDomainMaster:
+		return false, 1, false
+	case suffixDomainControllers:
+		return true, maxDomainMembers, true
+	}
+	return group, maxGroupMembers, false
+}
+
+// oldest returns the index of the member of e refreshed longest ago (the
+// one whose registration runs out first).
+func oldest(e *entry) int {
+	i := 0
+	for j, o := range e.owners {
+		if o.expires.Before(e.owners[i].expires) {
+			i = j
+		}
+	}
+	return i
+}
+
+// register adds or refreshes addr as owner (unique) or member (group),
+// the name kept as class says. For a unique name owned by another
+// address it returns regConflict and that owner. A refresh is always
+// taken; a name new to addr only while addr holds fewer than perOwner
+// names and the table has room.
 func (t *table) register(n wire.Name, group bool, addr netip.Addr, flags uint16, ttl time.Duration, now time.Time) (regResult, netip.Addr) {
+	group, limit, rotate := class(n, group)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	e := t.live(n, now)
@@ -146,8 +181,13 @@ func (t *table) register(n wire.Name, group bool, addr netip.Addr, flags uint16,
 	if !group {
 		return regConflict, e.owners[0].addr
 	}
-	if len(e.owners) >= maxGroupMembers {
-		return regFull, netip.Addr{}
+	if len(e.owners) >= limit {
+		if !rotate {
+			return regFull, netip.Addr{}
+		}
+		i := oldest(e)
+		t.drop(e.owners[i].addr)
+		e.owners = append(e.owners[:i], e.owners[i+1:]...)
 	}
 	e.owners = append(e.owners, owner{addr, flags, now.Add(ttl)})
 	t.hold(addr)
@@ -370,13 +410,15 @@ func (t *table) load(path string, now time.Time) (int, error) {
 		if err != nil || len(lb) != wire.NameLen {
 			return 0, fmt.Errorf("nameservice: %s: bad label %q", path, fe.Label)
 		}
-		e := &entry{name: wire.Name{Label: [wire.NameLen]byte(lb), Scope: fe.Scope}, group: fe.Group}
+		e := &entry{name: wire.Name{Label: [wire.NameLen]byte(lb), Scope: fe.Scope}}
+		group, limit, _ := class(e.name, fe.Group)
+		e.group = group
 		if len(t.m) >= t.max || t.m[key(e.name)] != nil {
 			continue
 		}
 		latest := now.Add(t.maxTTL)
 		for _, o := range fe.Owners {
-			if o.Addr.Is4() && now.Before(o.Expires) && len(e.owners) < maxGroupMembers && !t.atCap(o.Addr) && !holds(e, o.Addr) {
+			if o.Addr.Is4() && now.Before(o.Expires) && len(e.owners) < limit && !t.atCap(o.Addr) && !holds(e, o.Addr) {
 				if o.Expires.After(latest) {
 					o.Expires = latest
 					t.dirty = true
