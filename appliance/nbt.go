@@ -104,21 +104,21 @@ func (s *nbtService) startLocked() error {
 		srv.Close()
 		return fmt.Errorf("nbt: %w", err)
 	}
-	extra, err := s.startExtra(srv)
+	extra, err := s.startExtra(srv, srv.Claimed())
 	if err != nil {
 		srv.Close()
 		return err
 	}
 	s.srv, s.ifaces, s.extra = srv, key, extra
-	go s.announce(srv)
+	go s.announce(srv, srv.Claimed())
 	return nil
 }
 
-// announce publishes the names-claimed event once srv holds its names,
-// unless it was stopped first.
-func (s *nbtService) announce(srv *nameservice.Server) {
+// announce publishes the names-claimed event once claimed is closed (srv
+// holds its names), unless the service was stopped first.
+func (s *nbtService) announce(srv *nameservice.Server, claimed <-chan struct{}) {
 	select {
-	case <-srv.Claimed():
+	case <-claimed:
 	case <-s.stopped:
 		return
 	}
@@ -174,11 +174,53 @@ func (s *nbtService) Reconfigure(cfg *config.Config) error {
 		}
 		s.env.Log.Info("nbt: LAN interfaces changed; restarting the name service")
 	}
-	// Names, interfaces and limits all live in the server: restart it.
+	if s.srv != nil && namesOnly(s.cur, cfg.NBT) {
+		if key, _ := ifaceKey(s.cur.Interfaces); key == s.ifaces {
+			return s.renameLocked(cfg.NBT)
+		}
+	}
+	// Interfaces, scope and limits live in the server: restart it.
 	// Releasing the old names first lets the new ones be claimed.
 	s.stopLocked(context.Background())
 	s.cur = cfg.NBT
 	return s.startLocked()
+}
+
+// namesOnly reports whether a and b differ at most in what the running
+// name service takes live (its names) and the session, datagram and
+// browse services beside it.
+func namesOnly(a, b config.NBT) bool {
+	clear := func(c config.NBT) config.NBT {
+		c.Name, c.Workgroup, c.Comment = "", "", ""
+		c.NBTSessions, c.NBTBrowse = config.NBTSessions{}, config.NBTBrowse{}
+		return c
+	}
+	return a.Enabled && b.Enabled && reflect.DeepEqual(clear(a), clear(b))
+}
+
+// renameLocked applies c to the running name service without a restart:
+// names it keeps are not claimed again, new ones are, dropped ones are
+// released; the session and datagram services, cheap to start, restart
+// with the new names.
+func (s *nbtService) renameLocked(c config.NBT) error {
+	claimed, err := s.srv.SetNames(c.Name, c.Workgroup, gatewayNames(c))
+	if err != nil {
+		return fmt.Errorf("nbt: %w", err)
+	}
+	s.cur = c
+	s.extra.close()
+	s.extra = nil
+	extra, err := s.startExtra(s.srv, claimed)
+	if err != nil {
+		// Without the session and datagram services the box still
+		// answers names; say so and let a restart bring them back.
+		s.env.Log.Error("nbt: session and datagram services", "err", err)
+		s.stopLocked(context.Background())
+		return err
+	}
+	s.extra = extra
+	go s.announce(s.srv, claimed)
+	return nil
 }
 
 func (s *nbtService) stopLocked(ctx context.Context) error {
@@ -187,7 +229,9 @@ func (s *nbtService) stopLocked(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	s.extra.close()
+	if s.extra != nil {
+		s.extra.close()
+	}
 	err := s.srv.Shutdown(ctx)
 	s.srv, s.ifaces, s.extra = nil, "", nil
 	return err

@@ -65,8 +65,9 @@ func sessionConfig(c config.NBT, ns *nameservice.Server) session.Config {
 }
 
 // startExtra starts the session and datagram services for the running
-// name service ns.
-func (s *nbtService) startExtra(ns *nameservice.Server) (*nbtExtra, error) {
+// name service ns; browse announcements start once claimed is closed
+// (the box holds its names).
+func (s *nbtService) startExtra(ns *nameservice.Server, claimed <-chan struct{}) (*nbtExtra, error) {
 	log := s.env.Log.With("service", "nbt")
 	st := ns.Status()
 	if len(st.Interfaces) == 0 {
@@ -123,7 +124,7 @@ func (s *nbtService) startExtra(ns *nameservice.Server) (*nbtExtra, error) {
 		// The first announcement goes once the box holds its names.
 		go func() {
 			select {
-			case <-ns.Claimed():
+			case <-claimed:
 			case <-ctx.Done():
 				return
 			}

@@ -10,7 +10,7 @@ import (
 // BenchmarkHandleQuery measures the work per unicast query without I/O.
 func BenchmarkHandleQuery(b *testing.B) {
 	s, _ := New(Config{Name: "CONCIERGE", Workgroup: "WORKGROUP", WINS: true, RateLimit: -1})
-	for _, o := range s.own {
+	for _, o := range s.ownList() {
 		o.state.Store(stateActive)
 	}
 	l := &link{ifc: Interface{Addr: netip.MustParseAddr("10.0.0.1"), Prefixes: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24")}}, port: 137}
@@ -46,13 +46,13 @@ func FuzzHandle(f *testing.F) {
 		f.Add(b)
 	}
 	s, _ := New(Config{Name: "CONCIERGE", Workgroup: "WORKGROUP", WINS: true, RateLimit: -1, ChallengeTries: 1})
-	for _, o := range s.own {
+	for _, o := range s.ownList() {
 		o.state.Store(stateActive)
 	}
 	l := &link{ifc: Interface{Addr: netip.MustParseAddr("10.0.0.1"), Prefixes: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24")}}, port: 137}
 	src := netip.AddrPortFrom(lan, 137)
 	f.Fuzz(func(t *testing.T, msg []byte) {
-		for _, o := range s.own {
+		for _, o := range s.ownList() {
 			o.state.Store(stateActive)
 		}
 		_, perr := wire.Parse(msg)

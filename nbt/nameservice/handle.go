@@ -321,7 +321,7 @@ func (s *Server) query(l *link, p *wire.Packet, bcast bool, now time.Time, out r
 // to us directly; broadcast ones are ignored.
 func (s *Server) status(l *link, p *wire.Packet, bcast bool, out respond) {
 	n := p.Questions[0].Name
-	if bcast || (n.Label != wire.Wildcard.Label && s.findOwn(n) == nil && n.Base() != s.own[0].name.Base()) {
+	if bcast || (n.Label != wire.Wildcard.Label && s.findOwn(n) == nil && n.Base() != s.ownList()[0].name.Base()) {
 		s.stats.ignored.Add(1)
 		return
 	}

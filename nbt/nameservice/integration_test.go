@@ -17,6 +17,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -285,12 +286,48 @@ func TestNBTWINSWithNmbd(t *testing.T) {
 	if err != nil || !strings.Contains(out, pc1.Addr.String()+" OFFICE<00>") {
 		t.Errorf("group name: %v\n%s", err, out)
 	}
+	box.WaitNamesClaimed(1)
 	names := box.CLI("nbt", "names")
 	t.Logf("concierge nbt names:\n%s", names)
 	if !regexp.MustCompile(`OFFICEPC<20>\s+unique\s+`+regexp.QuoteMeta(pc1.Addr.String())).MatchString(names) ||
 		!regexp.MustCompile(`OFFICE<00>\s+group\s+`+regexp.QuoteMeta(pc1.Addr.String())).MatchString(names) {
 		t.Errorf("WINS table lacks nmbd's names")
 	}
+	checkNamesOutput(t, parseNames(t, names), "CONCIERGE", pc1.Addr.String())
+
+	// A new name for the box applies live: the old names are released
+	// and no longer answered, the new ones claimed, and the workgroup's
+	// group names (the same before and after) are not claimed again.
+	box.CLI("config", "set", "nbt.name", "NEWBOX")
+	box.WaitNamesClaimed(2)
+	if out, err := pc2.Nmblookup("-B", lan.Broadcast().String(), "NEWBOX#20"); err != nil || !strings.Contains(out, boxH.Addr.String()+" NEWBOX<20>") {
+		t.Errorf("the new name is not answered: %v\n%s", err, out)
+	}
+	if out, err := pc2.Nmblookup("-U", boxH.Addr.String(), "--recursion", "CONCIERGE#20"); err == nil {
+		t.Errorf("the old name is still answered:\n%s", out)
+	}
+	log := box.Proc.Out.String()
+	for _, want := range []struct {
+		line string
+		n    int
+	}{
+		{`msg="nbt: name claimed" .*name=WORKGROUP<1e> `, 1},
+		{`msg="nbt: name claimed" .*name=WORKGROUP<00> `, 1},
+		{`msg="nbt: name claimed" .*name=CONCIERGE<20> `, 1},
+		{`msg="nbt: name claimed" .*name=NEWBOX<20> `, 1},
+		{`msg="nbt: name released" .*name=CONCIERGE<20>\n`, 1},
+		{`msg="nbt: name released" .*name=WORKGROUP`, 0},
+	} {
+		if got := len(regexp.MustCompile(want.line).FindAllString(log, -1)); got != want.n {
+			t.Errorf("%q logged %d times, want %d", want.line, got, want.n)
+		}
+	}
+	names = box.CLI("nbt", "names")
+	checkNamesOutput(t, parseNames(t, names), "NEWBOX", "")
+	if strings.Contains(names, "CONCIERGE<") {
+		t.Errorf("nbt names still lists the old name:\n%s", names)
+	}
+
 	// nmbd dies without releasing; its names go when the TTL (4s at
 	// most) passes.
 	nmbd.Signal(syscall.SIGKILL)
@@ -303,6 +340,82 @@ func TestNBTWINSWithNmbd(t *testing.T) {
 	out, err = pc2.Nmblookup("-U", boxH.Addr.String(), "--recursion", "OFFICEPC#00")
 	if err == nil {
 		t.Errorf("name still there after the TTL:\n%s", out)
+	}
+}
+
+// namesOutput is "concierge nbt names" read back.
+type namesOutput struct {
+	interfaces []string             // "IF ADDR broadcast B MAC M"
+	own        map[string][2]string // name → type, state
+	wins       map[string][]string  // name → type, owners..., ttl left
+	counters   map[string]int
+}
+
+// parseNames reads the four sections of "concierge nbt names" and fails
+// the test on a line that fits none.
+func parseNames(t *testing.T, out string) namesOutput {
+	t.Helper()
+	n := namesOutput{own: map[string][2]string{}, wins: map[string][]string{}, counters: map[string]int{}}
+	section, last := "", ""
+	for _, l := range strings.Split(out, "\n") {
+		f := strings.Fields(l)
+		switch {
+		case len(f) == 0:
+			continue
+		case f[0] == "interface":
+			n.interfaces = append(n.interfaces, strings.Join(f[1:], " "))
+			continue
+		case f[0] == "NAME" || f[0] == "COUNTER" || strings.HasPrefix(l, "WINS TABLE"):
+			section = f[0]
+			continue
+		}
+		switch {
+		case section == "NAME" && len(f) >= 3:
+			n.own[f[0]] = [2]string{f[1], strings.Join(f[2:], " ")}
+		case section == "WINS" && len(f) == 4:
+			last = f[0]
+			n.wins[last] = []string{f[1], f[2], f[3]}
+		case section == "WINS" && len(f) == 1 && last != "":
+			w := n.wins[last]
+			n.wins[last] = append(w[:len(w)-1], f[0], w[len(w)-1])
+		case section == "COUNTER" && len(f) >= 2:
+			v, err := strconv.Atoi(f[len(f)-1])
+			if err != nil {
+				t.Fatalf("counter line %q", l)
+			}
+			n.counters[strings.Join(f[:len(f)-1], " ")] = v
+		default:
+			t.Fatalf("nbt names: line %q fits no section (%q):\n%s", l, section, out)
+		}
+	}
+	return n
+}
+
+// checkNamesOutput checks the box's own names (NAME<00>, <03>, <20>
+// unique, WORKGROUP<00> and <1e> group, all active), the interface line,
+// nmbd's OFFICEPC<20> in the WINS table with its owner and TTL, and the
+// counters of what the box received and sent; with pc empty only the
+// own names and the interface.
+func checkNamesOutput(t *testing.T, n namesOutput, name, pc string) {
+	t.Helper()
+	want := map[string][2]string{
+		name + "<00>": {"unique", "active"}, name + "<03>": {"unique", "active"}, name + "<20>": {"unique", "active"},
+		"WORKGROUP<00>": {"group", "active"}, "WORKGROUP<1e>": {"group", "active"},
+	}
+	if !reflect.DeepEqual(n.own, want) {
+		t.Errorf("own names: %v, want %v", n.own, want)
+	}
+	if len(n.interfaces) != 1 || !regexp.MustCompile(`^\S+ 10\.77\.6\.1 broadcast 10\.77\.6\.255 MAC [0-9a-f:]{17}$`).MatchString(n.interfaces[0]) {
+		t.Errorf("interfaces: %q", n.interfaces)
+	}
+	if pc == "" {
+		return
+	}
+	if w := n.wins["OFFICEPC<20>"]; len(w) != 3 || w[0] != "unique" || w[1] != pc || !regexp.MustCompile(`^\d+s$`).MatchString(w[2]) {
+		t.Errorf("WINS table row of OFFICEPC<20>: %q", w)
+	}
+	if n.counters["rx registration-request"] == 0 || n.counters["tx positive-registration"] == 0 {
+		t.Errorf("counters: %v", n.counters)
 	}
 }
 

@@ -16,8 +16,8 @@ func TestExtraNamesHoldsLookup(t *testing.T) {
 	if r.Kind() != wire.KindPositiveQuery || addrs(t, r)[0] != "127.0.0.1" {
 		t.Fatalf("query for the extra name: %s", r)
 	}
-	if len(s.own) != 6 {
-		t.Fatalf("%d own names, the duplicate was not dropped", len(s.own))
+	if len(s.ownList()) != 6 {
+		t.Fatalf("%d own names, the duplicate was not dropped", len(s.ownList()))
 	}
 	if !s.Holds(gw) || s.Holds(wire.MustName("NOBODY", 0x20, "")) {
 		t.Fatal("Holds")

@@ -1,6 +1,7 @@
 package nameservice
 
 import (
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,8 +31,9 @@ type ownName struct {
 
 // ownNames lists the names a file server of its workgroup claims
 // (NAME<00> workstation, NAME<03> messenger, NAME<20> server; WORKGROUP<00>
-// and WORKGROUP<1E> browser election, both group names).
-func ownNames(name, workgroup, scope string) ([]*ownName, error) {
+// and WORKGROUP<1E> browser election, both group names), then the extra
+// unique names that are not among them.
+func ownNames(name, workgroup, scope string, extra []wire.Name) ([]*ownName, error) {
 	var out []*ownName
 	for _, d := range []struct {
 		base   string
@@ -44,7 +46,24 @@ func ownNames(name, workgroup, scope string) ([]*ownName, error) {
 		}
 		out = append(out, &ownName{name: n, group: d.group})
 	}
+	for _, n := range extra {
+		if findName(out, n) == nil {
+			out = append(out, &ownName{name: n})
+		}
+	}
 	return out, nil
+}
+
+// ownList returns the box's names as they are now.
+func (s *Server) ownList() []*ownName { return *s.own.Load() }
+
+func findName(list []*ownName, n wire.Name) *ownName {
+	for _, o := range list {
+		if o.name.Equal(n) {
+			return o
+		}
+	}
+	return nil
 }
 
 func (o *ownName) flags() uint16 {
@@ -55,13 +74,55 @@ func (o *ownName) flags() uint16 {
 }
 
 // findOwn returns the box's name equal to n, if any.
-func (s *Server) findOwn(n wire.Name) *ownName {
-	for _, o := range s.own {
-		if o.name.Equal(n) {
-			return o
+func (s *Server) findOwn(n wire.Name) *ownName { return findName(s.ownList(), n) }
+
+// SetNames changes the box's names while the server runs, in its scope
+// (RFC 1001 15.1.1): names it holds in both sets are kept as they are,
+// without a new claim; new names are claimed by broadcast; dropped ones
+// are released. The channel is closed once the new names are claimed or
+// in conflict (at once when there are none).
+func (s *Server) SetNames(name, workgroup string, extra []wire.Name) (<-chan struct{}, error) {
+	next, err := ownNames(name, workgroup, s.cfg.Scope, extra)
+	if err != nil {
+		return nil, fmt.Errorf("nameservice: %w", err)
+	}
+	s.setMu.Lock()
+	defer s.setMu.Unlock()
+	prev := s.ownList()
+	var added []*ownName
+	for i, o := range next {
+		if old := findName(prev, o.name); old != nil && old.group == o.group {
+			next[i] = old // kept with its state
+		} else {
+			added = append(added, o)
 		}
 	}
-	return nil
+	var dropped []*ownName
+	for _, o := range prev {
+		if findName(next, o.name) == nil {
+			dropped = append(dropped, o)
+		}
+	}
+	s.own.Store(&next)
+	done := make(chan struct{})
+	s.mu.Lock()
+	running := s.started && !s.closed
+	if running {
+		s.wg.Add(1)
+	}
+	s.mu.Unlock()
+	s.log.Info("nbt: names changed", "added", len(added), "released", len(dropped), "kept", len(next)-len(added))
+	if !running {
+		close(done) // claimAll claims the new list at the start
+		return done, nil
+	}
+	s.releaseOwn(dropped)
+	go func() {
+		defer s.wg.Done()
+		defer close(done)
+		s.claimEach(added)
+	}()
+	return done, nil
 }
 
 // claimAll registers every own name by broadcast on every interface
@@ -71,8 +132,14 @@ func (s *Server) findOwn(n wire.Name) *ownName {
 func (s *Server) claimAll() {
 	defer s.wg.Done()
 	defer close(s.claimed)
+	s.claimEach(s.ownList())
+}
+
+// claimEach claims the names of list at once, then logs the readiness
+// line tests and admins wait for (Claimed is the same event in process).
+func (s *Server) claimEach(list []*ownName) {
 	var wg sync.WaitGroup
-	for _, o := range s.own {
+	for _, o := range list {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -83,13 +150,11 @@ func (s *Server) claimAll() {
 	if s.ctx.Err() != nil {
 		return
 	}
-	// The readiness line tests and admins wait for (Claimed is the same
-	// event in process).
 	counts := map[int32]int{}
-	for _, o := range s.own {
+	for _, o := range s.ownList() {
 		counts[o.state.Load()]++
 	}
-	s.log.Info("nbt: names claimed", "active", counts[stateActive], "conflict", counts[stateConflict])
+	s.log.Info("nbt: names claimed", "active", counts[stateActive], "conflict", counts[stateConflict], "claimed_now", len(list))
 }
 
 func (s *Server) claim(o *ownName) {
@@ -110,10 +175,12 @@ func (s *Server) claim(o *ownName) {
 			if r.p.Kind() != wire.KindNegativeRegistration || s.isOwnAddr(r.src.Addr()) {
 				continue
 			}
+			if !o.state.CompareAndSwap(stateRegistering, stateConflict) {
+				return // dropped by SetNames meanwhile
+			}
 			o.mu.Lock()
 			o.conflictWith = r.src.Addr().String()
 			o.mu.Unlock()
-			o.state.Store(stateConflict)
 			s.log.Error("nbt: NetBIOS name conflict: another node owns the name; not claiming it",
 				"name", o.name.String(), "owner", r.src.Addr(), "rcode", r.p.Rcode)
 			return
@@ -130,7 +197,9 @@ func (s *Server) claim(o *ownName) {
 			t.Reset(BcastRegInterval)
 		}
 	}
-	o.state.Store(stateActive)
+	if !o.state.CompareAndSwap(stateRegistering, stateActive) {
+		return // dropped by SetNames meanwhile
+	}
 	s.log.Info("nbt: name claimed", "name", o.name.String(), "group", o.group)
 	for _, l := range links {
 		p := wire.NewOverwriteDemand(id, o.name, ttl, wire.NB{Flags: o.flags(), Addr: l.ifc.Addr})
@@ -139,12 +208,16 @@ func (s *Server) claim(o *ownName) {
 }
 
 // releaseAll broadcasts a release of every claimed name (RFC 1002 4.2.9).
-func (s *Server) releaseAll() {
+func (s *Server) releaseAll() { s.releaseOwn(s.ownList()) }
+
+// releaseOwn gives up the names of list: a broadcast release of those that
+// were claimed (RFC 1002 4.2.9); a claim in progress stops.
+func (s *Server) releaseOwn(list []*ownName) {
 	s.mu.Lock()
 	links := s.links
 	s.mu.Unlock()
-	for _, o := range s.own {
-		if !o.state.CompareAndSwap(stateActive, stateReleased) {
+	for _, o := range list {
+		if o.state.Swap(stateReleased) != stateActive {
 			continue
 		}
 		id := s.newID(nil)
@@ -160,7 +233,7 @@ func (s *Server) releaseAll() {
 // nodeStatus builds the NBSTAT answer for a link (RFC 1002 4.2.18).
 func (s *Server) nodeStatus(l *link) *wire.NodeStatus {
 	st := &wire.NodeStatus{}
-	for _, o := range s.own {
+	for _, o := range s.ownList() {
 		f := o.flags()
 		switch o.state.Load() {
 		case stateActive:

@@ -178,7 +178,8 @@ func (c *Config) setDefaults() {
 type Server struct {
 	cfg   Config
 	log   *slog.Logger
-	own   []*ownName
+	own   atomic.Pointer[[]*ownName] // replaced whole by SetNames
+	setMu sync.Mutex                 // one SetNames at a time
 	table *table
 	rate  *limiter
 	stats counters
@@ -211,20 +212,11 @@ func New(cfg Config) (*Server, error) {
 	cfg.setDefaults()
 	s := &Server{cfg: cfg, log: cfg.Log, pending: map[uint16]chan reply{}, tcpConns: map[netip.Addr]int{},
 		claimed: make(chan struct{}), challenge: map[string]bool{}}
-	own, err := ownNames(cfg.Name, cfg.Workgroup, cfg.Scope)
+	own, err := ownNames(cfg.Name, cfg.Workgroup, cfg.Scope, cfg.ExtraNames)
 	if err != nil {
 		return nil, fmt.Errorf("nameservice: %w", err)
 	}
-extra:
-	for _, n := range cfg.ExtraNames {
-		for _, o := range own {
-			if o.name.Equal(n) {
-				continue extra
-			}
-		}
-		own = append(own, &ownName{name: n})
-	}
-	s.own = own
+	s.own.Store(&own)
 	s.caps = newRareLog(cfg.CapLogInterval)
 	s.table = newTable(cfg.MaxNames, cfg.MaxNamesPerOwner, cfg.WINSMinTTL, cfg.WINSMaxTTL)
 	s.table.lastSave = cfg.now() // the first write waits one interval too

@@ -39,7 +39,7 @@ func (s *Server) Status() Status {
 		st.Interfaces = append(st.Interfaces, IfaceStatus{l.ifc.Name, l.ifc.Addr.String(), l.ifc.Broadcast.String(), l.ifc.MAC.String()})
 	}
 	s.mu.Unlock()
-	for _, o := range s.own {
+	for _, o := range s.ownList() {
 		ns := NameStatus{Name: o.name.String(), Type: "unique", State: stateNames[o.state.Load()]}
 		if o.group {
 			ns.Type = "group"
