@@ -20,7 +20,7 @@ var (
 
 // start runs a server on loopback and returns it with a client socket
 // whose port is the server's "port 138".
-func start(t *testing.T, cfg Config) (*Server, *net.UDPConn, netip.AddrPort) {
+func start(t testing.TB, cfg Config) (*Server, *net.UDPConn, netip.AddrPort) {
 	t.Helper()
 	client, err := net.ListenUDP("udp4", &net.UDPAddr{IP: lo.AsSlice()})
 	if err != nil {

@@ -28,7 +28,7 @@ var (
 )
 
 // echoServer is a TCP echo service; it returns its address.
-func echoServer(t *testing.T) string {
+func echoServer(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

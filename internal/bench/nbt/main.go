@@ -3,7 +3,9 @@
 // and 16 concurrent requesters for 10 s each, against concierge (the real
 // binary, only the NetBIOS service on) and against Samba's nmbd, each
 // started by the benchmark in a server namespace on the same bridged LAN.
-// It prints queries per second, p50 and p99 latency, the ratio, and the
+// It prints queries per second, p50 and p99 latency, the server's own CPU
+// time per answered query (utime+stime from /proc/PID/stat over the run,
+// divided by the answers), the ratios, and the
 // memory the NetBIOS part adds to concierge (RSS with nbt on, peak under
 // load, minus RSS with nbt off) next to nmbd's.
 //
@@ -72,8 +74,9 @@ type result struct {
 	qps       float64
 	p50, p99  time.Duration
 	lost, sum int
-	srvCPU    float64 // server CPU time / wall time
-	genCPU    float64 // load generator CPU time / wall time
+	srvCPU    float64       // server CPU time / wall time
+	genCPU    float64       // load generator CPU time / wall time
+	cpuPerQ   time.Duration // server CPU time (utime+stime) / answered queries
 }
 
 // cpu returns the user+system CPU time of a process in seconds.
@@ -96,7 +99,11 @@ func measureLoad(cli string, n int, tg *target) (result, error) {
 	s0, g0, t0 := cpu(tg.pid), cpu(os.Getpid()), time.Now()
 	r, err := load(cli, n, tg)
 	el := time.Since(t0).Seconds()
-	r.srvCPU, r.genCPU = (cpu(tg.pid)-s0)/el, (cpu(os.Getpid())-g0)/el
+	srv := cpu(tg.pid) - s0
+	r.srvCPU, r.genCPU = srv/el, (cpu(os.Getpid())-g0)/el
+	if answered := r.sum - r.lost; answered > 0 {
+		r.cpuPerQ = time.Duration(srv / float64(answered) * float64(time.Second))
+	}
 	return r, err
 }
 
@@ -206,10 +213,11 @@ func run() error {
 	}
 	hwm, nmbdRSS := peak(box.Process.Pid), peak(nmbd.Process.Pid)
 
-	fmt.Printf("\n%-10s | %-30s | %-30s | %s\n", "requesters", "concierge q/s   p50      p99", fmt.Sprintf("%-16sp50      p99", anchor+" q/s"), "ratio")
+	fmt.Printf("\n%-10s | %-39s | %-39s | %s\n", "requesters", "concierge q/s   p50      p99   CPU/q", fmt.Sprintf("%-16sp50      p99   CPU/q", anchor+" q/s"), "q/s ratio, CPU/q ratio")
 	for li, n := range levels {
 		c, r := median(res["concierge"][li]), median(res["nmbd"][li])
-		fmt.Printf("%-10d | %8.0f  %8s %8s   | %8.0f  %8s %8s   | %.2fx\n", n, c.qps, us(c.p50), us(c.p99), r.qps, us(r.p50), us(r.p99), c.qps/r.qps)
+		fmt.Printf("%-10d | %8.0f  %8s %8s %7s | %8.0f  %8s %8s %7s | %.2fx, %.2fx\n", n, c.qps, us(c.p50), us(c.p99), usf(c.cpuPerQ), r.qps, us(r.p50), us(r.p99), usf(r.cpuPerQ),
+			c.qps/r.qps, float64(r.cpuPerQ)/float64(max(c.cpuPerQ, 1)))
 		fmt.Printf("%-10s   CPU: concierge %.0f%% (generator %.0f%%), %s %.0f%% (generator %.0f%%); rounds q/s: concierge %s, %s %s\n",
 			"", 100*c.srvCPU, 100*c.genCPU, anchor, 100*r.srvCPU, 100*r.genCPU, all(res["concierge"][li]), anchor, all(res["nmbd"][li]))
 		if c.lost+r.lost > 0 {
@@ -245,7 +253,10 @@ func all(rs []result) string {
 }
 
 func us(d time.Duration) string { return fmt.Sprintf("%dµs", d.Microseconds()) }
-func mb(kb int) float64         { return float64(kb) / 1024 }
+
+// usf prints a duration in µs with one decimal (CPU per query).
+func usf(d time.Duration) string { return fmt.Sprintf("%.1fµs", float64(d)/float64(time.Microsecond)) }
+func mb(kb int) float64          { return float64(kb) / 1024 }
 
 func ipCmd(args ...string) error {
 	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {

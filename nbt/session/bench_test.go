@@ -1,0 +1,90 @@
+package session
+
+import (
+	"io"
+	"net"
+	"testing"
+
+	"concierge/nbt/wire"
+)
+
+// BenchmarkGatewayThroughput compares the bytes per second a client gets
+// from a TCP echo service through the session gateway (SESSION MESSAGEs
+// of 16 KiB, proxied to a plain TCP connection and back) against a direct
+// TCP connection to the same service: "go test -bench Gateway
+// ./nbt/session". Everything runs in one process on loopback, so the
+// gateway competes with the client and the echo service for the CPU.
+func BenchmarkGatewayThroughput(b *testing.B) {
+	const chunk = 16 << 10
+	echo := echoServer(b)
+	s := New(Config{Server: boxName, Gateways: []Gateway{{Name: gwName, Addr: echo}},
+		Holds: func(n wire.Name) bool { return n.Equal(gwName) }})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go s.Serve(l)
+	defer s.Close()
+	payload := make([]byte, chunk)
+	run := func(b *testing.B, c net.Conn, frame []byte, read func(int) error) {
+		b.SetBytes(chunk)
+		done := make(chan error, 1)
+		go func() {
+			for range b.N {
+				if _, err := c.Write(frame); err != nil {
+					done <- err
+					return
+				}
+			}
+			done <- nil
+		}()
+		if err := read(b.N * chunk); err != nil {
+			b.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Run("direct", func(b *testing.B) {
+		c, err := net.Dial("tcp", echo)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.Close()
+		run(b, c, payload, func(n int) error {
+			_, err := io.CopyN(io.Discard, c, int64(n))
+			return err
+		})
+	})
+	b.Run("gateway", func(b *testing.B) {
+		c, err := net.Dial("tcp", l.Addr().String())
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.Close()
+		req, _ := wire.SessionRequest{Called: gwName, Calling: pcName}.Append(nil)
+		c.Write(req)
+		var hb [4]byte
+		if _, err := io.ReadFull(c, hb[:]); err != nil || hb[0] != wire.SessPositive {
+			b.Fatalf("session response %x %v", hb, err)
+		}
+		run(b, c, message(payload), func(n int) error {
+			for n > 0 {
+				if _, err := io.ReadFull(c, hb[:]); err != nil {
+					return err
+				}
+				h, err := wire.ParseSessionHeader(hb[:])
+				if err != nil {
+					return err
+				}
+				if _, err := io.CopyN(io.Discard, c, int64(h.Length)); err != nil {
+					return err
+				}
+				if h.Type == wire.SessMessage {
+					n -= h.Length
+				}
+			}
+			return nil
+		})
+	})
+}
