@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"concierge/internal/testnet"
+	"concierge/smtpd/queue"
 )
 
 // The dial-out network: the office LAN (box, a user's PC, the branch
@@ -301,4 +302,55 @@ func TestLinkDownAndETRNRefused(t *testing.T) {
 		t.Errorf("link status after ETRN:\n%s", st)
 	}
 	d.waitLog(t, len(failed)+1, `msg="link: down"`)
+}
+
+// Acceptance 4 and 6: a short schedule brings the link up with no
+// outbound mail waiting, ETRN releases the held mail and the link goes
+// down, twice; then, in on-demand mode, a SIGKILL of the box while the
+// link is up and a message is queued (the ISP defers it) leaves the queue
+// intact, and the next link-up delivers the message once.
+func TestLinkScheduleAndCrash(t *testing.T) {
+	d := newDialOut(t, "schedule")
+	b := d.box
+	b.CLI("config", "set", "link.every", "10s")
+	b.CLI("config", "set", "link.max_up", "1m")
+	in1 := d.holdAtISP(t)
+	b.Start(587)
+	d.inMaildir(t, in1)
+	d.waitLog(t, 1, `msg="link: down"`)
+	in2 := d.holdAtISP(t)
+	d.inMaildir(t, in2)
+	d.waitLog(t, 2, `msg="link: down"`)
+	log := b.Proc.Out.String()
+	if n := strings.Count(log, `msg="link: bringing up" service=link reason=schedule`); n != 2 {
+		t.Errorf("%d scheduled link-ups, want 2:\n%s", n, log)
+	}
+	if strings.Contains(log, "outbound mail waiting") || len(envelopes(t, b)) != 0 {
+		t.Errorf("outbound mail was waiting:\n%s", log)
+	}
+
+	// Acceptance 6.
+	d.ispPF.Configure("smtpd_recipient_restrictions = defer")
+	b.CLI("config", "set", "link.mode", "on-demand")
+	token := d.submit(t)
+	d.waitLog(t, 1, `msg="delivery deferred"`)
+	if st := b.CLI("link", "status"); !strings.Contains(st, "link up") {
+		t.Fatalf("the link is not up with mail being tried:\n%s", st)
+	}
+	envs := envelopes(t, b)
+	if len(envs) != 1 {
+		t.Fatalf("%d messages queued, want 1", len(envs))
+	}
+	b.Kill()
+	after := envelopes(t, b)
+	if len(after) != 1 || after[0].ID != envs[0].ID || after[0].Recipients[0].State != queue.Pending {
+		t.Fatalf("the queue after SIGKILL: %+v", after)
+	}
+	d.ispPF.Configure("smtpd_recipient_restrictions = permit_mynetworks, reject_unauth_destination")
+	b.Start(587)
+	d.atISP(t, token)
+	waitQueueEmpty(t, b, 10*time.Second)
+	if !strings.Contains(b.Proc.Out.String(), `msg="link: bringing up" service=link reason="outbound mail waiting"`) {
+		t.Errorf("the restarted box did not bring the link up for the queued mail:\n%s", b.Proc.Out.String())
+	}
 }
