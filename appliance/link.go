@@ -52,7 +52,7 @@ func linkSettings(cfg *config.Config) link.Settings {
 		Mode: link.Mode(l.Mode), UpCommand: l.UpCommand, DownCommand: l.DownCommand, CommandTimeout: l.CommandTimeout.D(),
 		MailHost: l.MailHost, ConfirmTimeout: l.ConfirmTimeout.D(), Retries: l.Retries, RetryWait: l.RetryWait.D(),
 		IdleTime: l.IdleTime.D(), Every: l.Every.D(), MaxUp: l.MaxUp.D(), Method: l.ReleaseMethod,
-		Domains: l.ReleaseDomains, Hostname: cfg.Hostname,
+		Domains: l.ReleaseDomains, ReleaseTimeout: l.ReleaseTimeout.D(), Hostname: cfg.Hostname,
 	}
 	if len(set.Domains) == 0 {
 		for _, d := range cfg.Domains {

@@ -36,6 +36,8 @@ type Link struct {
 	// the box that is not an alias).
 	ReleaseMethod  string   `json:"release_method"`
 	ReleaseDomains []string `json:"release_domains"`
+	// ReleaseTimeout bounds the ETRN or finger conversation.
+	ReleaseTimeout Duration `json:"release_timeout"`
 	// ISPNetworks are the ISP's mail hosts (CIDRs) whose inbound sessions
 	// keep the link up; the mail host's address always counts.
 	ISPNetworks []string `json:"isp_networks"`
@@ -65,6 +67,7 @@ func DefaultLink() Link {
 		Every:          Duration(link.DefaultEvery),
 		MaxUp:          Duration(link.DefaultMaxUp),
 		ReleaseMethod:  link.MethodETRN,
+		ReleaseTimeout: Duration(link.DefaultReleaseTimeout),
 		ReleaseWindow:  Duration(DefaultReleaseWindow),
 	}
 }
@@ -97,6 +100,7 @@ func (l *Link) validate(p string, c *Config) Errors {
 		{"every", l.Every, 10 * time.Second, 7 * 24 * time.Hour},
 		{"max_up", l.MaxUp, time.Second, 24 * time.Hour},
 		{"release_window", l.ReleaseWindow, time.Second, 24 * time.Hour},
+		{"release_timeout", l.ReleaseTimeout, time.Second, 10 * time.Minute},
 	} {
 		if d.v.D() < d.min || d.v.D() > d.max {
 			errs = append(errs, fieldErr(p+"."+d.f, "must be between %s and %s, not %s", d.min, d.max, d.v))

@@ -23,6 +23,7 @@ import (
 	"log/slog"
 	"net"
 	"os/exec"
+	"strings"
 	"sync"
 	"time"
 )
@@ -53,6 +54,8 @@ const (
 	DefaultRetryWait      = 30 * time.Second
 	DefaultEvery          = time.Hour
 	DefaultMaxUp          = 15 * time.Minute
+	// DefaultReleaseTimeout bounds one ETRN or finger conversation.
+	DefaultReleaseTimeout = 30 * time.Second
 	// probeInterval is how often the route and the mail host are tried
 	// while confirming a link-up.
 	probeInterval = 500 * time.Millisecond
@@ -88,6 +91,10 @@ type Settings struct {
 	// MethodNone; Domains are the office's domains it names.
 	Method  string
 	Domains []string
+	// ReleaseTimeout bounds the ETRN or finger conversation: an ISP that
+	// does not answer within it is reported and asked again at the next
+	// link-up.
+	ReleaseTimeout time.Duration
 	// FingerHost is host:port for the finger method (default MailHost's
 	// host, port 79).
 	FingerHost string
@@ -435,6 +442,14 @@ func (m *Manager) runCommand(ctx context.Context, set Settings, what, command st
 		return fmt.Errorf("%s command %q timed out after %s", what, command, or(set.CommandTimeout, DefaultCommandTimeout))
 	}
 	if err != nil {
+		// The command's last words say why (e.g. "the modem does not answer").
+		said := string(bytes.TrimSpace(out.Bytes()))
+		if i := strings.LastIndexByte(said, '\n'); i >= 0 {
+			said = said[i+1:]
+		}
+		if said != "" {
+			return fmt.Errorf("%s command %q: %w: %s", what, command, err, said)
+		}
 		return fmt.Errorf("%s command %q: %w", what, command, err)
 	}
 	return nil

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"path/filepath"
 	"strings"
@@ -59,15 +60,16 @@ func TestETRNReplies(t *testing.T) {
 		"a.test": "250 Queuing started", "b.test": "251 OK, no messages waiting for node b.test",
 		"c.test": "253 OK, 4 pending messages for node c.test started",
 		"d.test": "458 Unable to queue messages for node d.test", "e.test": "459 Node e.test not allowed: unknown",
+		"f.test": "554 5.7.1 <f.test>: Access denied",
 	})
-	res := ETRN(context.Background(), addr, "box.test", []string{"a.test", "b.test", "c.test", "d.test", "e.test"})
+	res := ETRN(context.Background(), addr, "box.test", []string{"a.test", "b.test", "c.test", "d.test", "e.test", "f.test"})
 	want := []struct {
 		code  int
 		ok    bool
 		words string
 	}{
 		{250, true, "started sending"}, {251, true, "holds no mail"}, {253, true, "started sending the pending"},
-		{458, false, "could not start"}, {459, false, "does not hold mail"},
+		{458, false, "could not start"}, {459, false, "does not hold mail"}, {554, false, "refused ETRN for f.test from this box"},
 	}
 	if len(res) != len(want) {
 		t.Fatalf("%d results: %+v", len(res), res)
@@ -84,6 +86,43 @@ func TestETRNReplies(t *testing.T) {
 	if len(res) != 1 || res[0].OK || !strings.Contains(res[0].Words, "did not answer") {
 		t.Errorf("no answer: %+v", res)
 	}
+	// A host that greets but never answers ETRN: the release timeout ends it.
+	silent := mute(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	res = ETRN(ctx, silent, "box.test", []string{"a.test"})
+	if len(res) != 1 || res[0].OK || !strings.Contains(res[0].Words, "did not answer ETRN for a.test in time") {
+		t.Errorf("silent host: %+v", res)
+	}
+}
+
+// mute is a mail host that greets and answers EHLO, then says nothing.
+func mute(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				fmt.Fprint(c, "220 isp.test ESMTP\r\n")
+				r := bufio.NewReader(c)
+				if _, err := r.ReadString('\n'); err != nil {
+					return
+				}
+				fmt.Fprint(c, "250 isp.test\r\n")
+				io.Copy(io.Discard, r)
+			}()
+		}
+	}()
+	return l.Addr().String()
 }
 
 // The accounts survive a restart; a record left open by a crash is

@@ -10,8 +10,14 @@ import (
 	"time"
 )
 
-// releaseTimeout bounds one ETRN or finger conversation.
-const releaseTimeout = 30 * time.Second
+// deadline is when a release conversation must end: ctx's deadline, or
+// DefaultReleaseTimeout from now.
+func deadline(ctx context.Context) time.Time {
+	if d, ok := ctx.Deadline(); ok {
+		return d
+	}
+	return time.Now().Add(DefaultReleaseTimeout)
+}
 
 // ReleaseResult is the ISP's answer to one release request.
 type ReleaseResult struct {
@@ -37,7 +43,9 @@ func etrnWords(code int, domain string) (string, bool) {
 	case 458:
 		return "the ISP could not start sending the mail for " + domain + " now (458); the next link-up asks again", false
 	case 459:
-		return "the ISP does not hold mail for " + domain + " for this box (459): check the domain with the ISP", false
+		return "the ISP does not hold mail for " + domain + " for this box (459): check the domain with the ISP; the next link-up asks again", false
+	case 550, 554:
+		return fmt.Sprintf("the ISP refused ETRN for %s from this box (%d): ask the ISP to allow it; the next link-up asks again", domain, code), false
 	case 500, 501, 502:
 		return fmt.Sprintf("the ISP's mail host does not take ETRN (%d): ask the ISP which method it uses", code), false
 	}
@@ -50,6 +58,8 @@ func (m *Manager) releaseHeld(ctx context.Context, set Settings) {
 	if set.Method == MethodNone || set.Method == "" || len(set.Domains) == 0 {
 		return
 	}
+	ctx, cancel := context.WithTimeout(ctx, or(set.ReleaseTimeout, DefaultReleaseTimeout))
+	defer cancel()
 	var results []ReleaseResult
 	switch set.Method {
 	case MethodETRN:
@@ -96,7 +106,7 @@ func ETRN(ctx context.Context, hostport, hello string, domains []string) []Relea
 		return fail(err)
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(releaseTimeout))
+	c.SetDeadline(deadline(ctx))
 	tp := textproto.NewConn(c)
 	if code, _, err := readTP(tp); err != nil || code != 220 {
 		return fail(orErr(err, code, "greeting"))
@@ -114,6 +124,9 @@ func ETRN(ctx context.Context, hostport, hello string, domains []string) []Relea
 		if err != nil {
 			r.Reply = err.Error()
 			r.Words = "the ISP's mail host did not answer ETRN (" + err.Error() + "); the next link-up asks again"
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				r.Words = "the ISP's mail host did not answer ETRN for " + dom + " in time; the next link-up asks again"
+			}
 		} else {
 			r.Reply = fmt.Sprintf("%d %s", code, msg)
 			r.Words, r.OK = etrnWords(code, dom)
@@ -172,7 +185,7 @@ func Finger(ctx context.Context, hostport, domain string) ReleaseResult {
 		return r
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(releaseTimeout))
+	c.SetDeadline(deadline(ctx))
 	if _, err := fmt.Fprintf(c, "@%s\r\n", domain); err != nil {
 		r.Reply, r.Words = err.Error(), "the ISP's finger server did not answer; the next link-up asks again"
 		return r
