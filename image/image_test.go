@@ -49,7 +49,7 @@ func TestImage(t *testing.T) {
 	}
 	for _, f := range []string{"qemu-system-x86_64", "mkfs.ext4", "apt-get", "dpkg-deb"} {
 		if _, err := exec.LookPath(f); err != nil {
-			t.Skipf("%s not installed (make test-deps)", f)
+			t.Fatalf("%s not installed (make test-deps)", f)
 		}
 	}
 	root, _ := filepath.Abs("..")
@@ -114,7 +114,7 @@ func TestImage(t *testing.T) {
 
 func bootImage(t *testing.T, img string) {
 	if _, err := os.Stat(ovmf); err != nil {
-		t.Skip("ovmf not installed (make test-deps)")
+		t.Fatal("ovmf not installed (make test-deps)")
 	}
 	disk := filepath.Join(t.TempDir(), "disk.img")
 	copyFile(t, img, disk)

@@ -63,7 +63,7 @@ except Exception as e:
 func TestNBSSGatewayImpacketAndDatagrams(t *testing.T) {
 	testnet.Require(t, "tshark")
 	if err := exec.Command("/usr/bin/python3", "-c", "import impacket.nmb").Run(); err != nil {
-		t.Skip("impacket not installed")
+		t.Fatal("needs python3-impacket (make test-deps)")
 	}
 	lan := testnet.NewLAN(t, "10.77.131.0/24")
 	boxH, pc, svc := lan.AddHost("box", 1), lan.AddHost("pc", 2), lan.AddHost("svc", 3)

@@ -103,7 +103,7 @@ func startOn(t *testing.T, laddr string, cfg Config) (*Server, string, *logSink)
 	s := New(cfg)
 	l, err := net.Listen("tcp", laddr)
 	if err != nil {
-		t.Skipf("listen on %s: %v", laddr, err)
+		t.Fatalf("listen on %s: %v", laddr, err)
 	}
 	go s.Serve(l)
 	t.Cleanup(func() {
@@ -295,10 +295,15 @@ func TestIdleConnectionsBounded(t *testing.T) {
 	}
 }
 
+// pythonImpacket fails the test unless Debian's python3-impacket is
+// there (make test-deps installs it); -short skips the test.
 func pythonImpacket(t *testing.T) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("runs impacket (-short)")
+	}
 	if err := exec.Command("/usr/bin/python3", "-c", "import impacket.nmb").Run(); err != nil {
-		t.Skip("impacket not installed (python3-impacket)")
+		t.Fatal("needs python3-impacket (make test-deps)")
 	}
 }
 
