@@ -21,8 +21,9 @@ import (
 const (
 	ovmf = "/usr/share/ovmf/OVMF.fd"
 	// vmMemory: the firmware runs in 128 MB (direct kernel boot), but
-	// OVMF's EFI stub hand-over fails at 128 MB here (the guest resets
-	// before the kernel prints anything); 192 MB boots.
+	// through OVMF the kernel's EFI stub stops with #UD up to 152 MB and
+	// boots from 160 MB (measured; see docs/firmware.md); 192 leaves a
+	// margin.
 	vmMemory = "192"
 	// bootDeadline is acceptance 2's bound from QEMU start to every
 	// service answering.
