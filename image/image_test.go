@@ -106,14 +106,20 @@ func TestImage(t *testing.T) {
 		}
 	})
 
-	t.Run("boot", func(t *testing.T) { bootImage(t, filepath.Join(out1, "disk.img")) })
+	var disk string
+	vmDir := t.TempDir()
+	if !t.Run("boot", func(t *testing.T) { disk = bootImage(t, filepath.Join(out1, "disk.img"), vmDir) }) || disk == "" {
+		return
+	}
+	t.Run("update", func(t *testing.T) { updateImage(t, root, cache, filepath.Join(out1, "concierge"), disk, b) })
 }
 
-func bootImage(t *testing.T, img string) {
+// bootImage boots a copy of img and returns the copy.
+func bootImage(t *testing.T, img, dir string) string {
 	if _, err := os.Stat(ovmf); err != nil {
 		t.Skip("ovmf not installed (make test-deps)")
 	}
-	disk := filepath.Join(t.TempDir(), "disk.img")
+	disk := filepath.Join(dir, "disk.img")
 	copyFile(t, img, disk)
 	v := startVM(t, disk, vmMemory)
 	v.waitLines(readyLine, 1, bootDeadline)
@@ -140,6 +146,7 @@ func bootImage(t *testing.T, img string) {
 	} else {
 		t.Logf("SMTP, POP3, the setup page (%s) and NetBIOS (%s at %v) answered %.1f s after QEMU started", resp.Status, boxName, addrs, el.Seconds())
 	}
+	return disk
 }
 
 func digest(t *testing.T, p string) string {

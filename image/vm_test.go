@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -46,7 +47,8 @@ type vm struct {
 
 func startVM(t *testing.T, disk, memory string) *vm {
 	t.Helper()
-	v := &vm{t: t, ns: fmt.Sprintf("cimg%d", os.Getpid()), exited: make(chan struct{})}
+	vmCount++
+	v := &vm{t: t, ns: fmt.Sprintf("cimg%d-%d", os.Getpid(), vmCount), exited: make(chan struct{})}
 	testnet.DeleteNamespaces(v.ns)
 	if out, err := exec.Command("ip", "netns", "add", v.ns).CombinedOutput(); err != nil {
 		t.Fatalf("ip netns add: %v: %s", err, out)
@@ -83,6 +85,21 @@ func startVM(t *testing.T, disk, memory string) *vm {
 	t.Cleanup(func() { v.cmd.Process.Kill(); <-v.exited })
 	return v
 }
+
+// vmCount numbers the VMs of the test binary (their namespaces).
+var vmCount int
+
+// stop kills QEMU: what the guest wrote to its disk stays
+// (cache=writethrough), nothing else.
+func (v *vm) stop() {
+	v.cmd.Process.Kill()
+	<-v.exited
+	testnet.DeleteNamespaces(v.ns)
+}
+
+func timeSince(v *vm) float64 { return time.Since(v.start).Seconds() }
+
+func itoa(n int) string { return strconv.Itoa(n) }
 
 // waitLines waits until the console has shown line n times.
 func (v *vm) waitLines(line string, n int, d time.Duration) {

@@ -54,6 +54,8 @@ type Live interface {
 	Runner() QueueRunner
 	// Network is the box's network interfaces (network ops).
 	Network() Network
+	// Firmware is the running firmware and its slots (firmware.status).
+	Firmware() FirmwareStatus
 	// CheckAdmin checks the admin password against hash through the
 	// login limiter and password check of mail logins.
 	CheckAdmin(ctx context.Context, hash, password string, ip netip.Addr) error
