@@ -41,6 +41,9 @@ func TestCLIWithServerRunningAndStopped(t *testing.T) {
 			t.Errorf("status lacks %q:\n%s", want, out)
 		}
 	}
+	if out := b.CLI("firmware", "status"); !strings.Contains(out, "version ") || !strings.Contains(out, "slot none") {
+		t.Errorf("firmware status off the firmware image: %q", out)
+	}
 	if out := b.CLI("nbt", "names"); !strings.Contains(out, "off") {
 		t.Errorf("nbt names with nbt off: %q", out)
 	}

@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"concierge/internal/firmware"
 )
 
 // Where things are on the running box.
@@ -30,7 +32,7 @@ const (
 	// PermDir is where the data partition is mounted.
 	PermDir = "/perm"
 	// BootDir is where the boot partition (slots A and B) is mounted.
-	BootDir = "/boot"
+	BootDir = firmware.BootMount
 	// DataDir is the data directory of "concierge serve" on the box.
 	DataDir = PermDir + "/concierge"
 )
@@ -55,8 +57,8 @@ func Main() int {
 	mountKernelFS()
 	console()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("pid1", true)
-	log.Info("boot: concierge init starting")
 	cmdline := readCmdline()
+	log.Info("boot: concierge init starting", "version", firmware.Version, "slot", cmdline["concierge.slot"])
 	loadModules(log)
 	if err := mountData(log); err != nil {
 		log.Error("boot: data partition", "err", err)
@@ -65,7 +67,7 @@ func Main() int {
 	if err := setupNetwork(log, cmdline); err != nil {
 		log.Error("boot: network", "err", err)
 	}
-	os.Setenv("CONCIERGE_SLOT", cmdline["concierge.slot"])
+	os.Setenv(firmware.SlotEnv, cmdline["concierge.slot"])
 	// Ctrl-Alt-Del sends SIGINT to init instead of resetting at once.
 	unix.Reboot(unix.LINUX_REBOOT_CMD_CAD_OFF)
 	cmd := supervise(log)

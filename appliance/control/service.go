@@ -58,6 +58,8 @@ type Live interface {
 	Network() Network
 	// Link is the dial-out link service (link.go).
 	Link() LinkControl
+	// Firmware is the running firmware and its slots (firmware.status).
+	Firmware() FirmwareStatus
 	// CheckAdmin checks the admin password against hash through the
 	// login limiter and password check of mail logins.
 	CheckAdmin(ctx context.Context, hash, password string, ip netip.Addr) error

@@ -53,7 +53,7 @@ Commands:
   backup > FILE | restore FILE        the whole configuration as one file
   admin passwd                        the setup page's password (from standard input)
   restart                             stop and start every service
-  firmware apply FILE | firmware version   check a firmware bundle; this build's version
+  firmware status | apply [-boot DIR] FILE | version   the firmware: slots, install an update for a trial boot
   wait KIND [--after N]               wait for an event: settings-applied, names-claimed
   check dns                           MX, addresses, reverse DNS, banner, port 25, relaying
 

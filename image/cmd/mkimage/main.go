@@ -53,9 +53,6 @@ const (
 // epoch is the fixed time of everything time-stamped (2020-01-01).
 const epoch = "1577836800"
 
-// KernelCmdline is the kernel command line of both slots.
-const KernelCmdline = "console=ttyS0 loglevel=4 panic=5"
-
 func main() {
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "mkimage:", err)
@@ -171,7 +168,7 @@ func writeDisk(path, cache string, b *firmware.Bundle) error {
 	esp := firmware.SlotFiles("A", b)
 	esp["EFI/BOOT/BOOTX64.EFI"] = sdboot
 	esp["loader/loader.conf"] = []byte(firmware.LoaderConf)
-	esp[firmware.EntryPath("A", 0)] = []byte(firmware.Entry("A", b.Manifest.Version, KernelCmdline))
+	esp[firmware.EntryPath("A", 1, 0)] = []byte(firmware.Entry("A", b.Manifest.Version, firmware.KernelCmdline))
 	fat, err := disk.FAT16(espSectors, 2048, "CONCIERGE", esp)
 	if err != nil {
 		return err
