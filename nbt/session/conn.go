@@ -30,6 +30,7 @@ type conn struct {
 	in, out atomic.Uint64
 
 	wmu sync.Mutex // one writer to the caller at a time
+	wdl writeDeadline
 	// lastData is when a SESSION MESSAGE last went either way (KEEP
 	// ALIVEs do not count: the idle limit is about use), lastSent when
 	// any packet last went to the caller (unix nanoseconds).
@@ -66,9 +67,27 @@ func (c *conn) touch() { c.lastData.Store(time.Now().UnixNano()) }
 func (c *conn) write(p []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	c.tc.SetWriteDeadline(time.Now().Add(writeTimeout))
+	return c.writeLocked(p)
+}
+
+func (c *conn) writeLocked(p []byte) error {
+	now := time.Now()
+	c.wdl.refresh(now)
 	_, err := c.tc.Conn.Write(p)
-	c.lastSent.Store(time.Now().UnixNano())
+	c.lastSent.Store(now.UnixNano())
+	return err
+}
+
+// sendMessage runs send, which writes a SESSION MESSAGE to the caller,
+// as the only writer, and counts it as use of the session.
+func (c *conn) sendMessage(send func() error) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	now := time.Now()
+	c.wdl.refresh(now)
+	err := send()
+	c.lastSent.Store(now.UnixNano())
+	c.lastData.Store(now.UnixNano())
 	return err
 }
 
@@ -218,27 +237,12 @@ func (c *conn) gateway(gw *Gateway) {
 
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() { // from the service to the caller
+	go func() {
 		defer wg.Done()
 		defer c.tc.Conn.Close()
-		buf := make([]byte, wire.SessHeaderLen+min(c.cfg.MaxMessage, 64<<10))
-		for {
-			n, err := back.Read(buf[wire.SessHeaderLen:])
-			if n > 0 {
-				wire.AppendSessionHeader(buf[:0], wire.SessMessage, n)
-				if c.write(buf[:wire.SessHeaderLen+n]) != nil {
-					return
-				}
-				c.touch()
-				c.out.Add(uint64(n))
-				c.srv.counters.bytesOut.Add(uint64(n))
-			}
-			if err != nil {
-				return
-			}
-		}
+		c.toCaller(back)
 	}()
-	err = c.forward(back)
+	err = c.fromCaller(back)
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 		c.log.Info("nbss: gateway session ended", "err", err)
 	}
@@ -248,37 +252,4 @@ func (c *conn) gateway(gw *Gateway) {
 		back.Close()
 	}
 	wg.Wait()
-}
-
-// forward copies the caller's SESSION MESSAGE payloads to the service;
-// it returns nil when the caller closed the session.
-func (c *conn) forward(back net.Conn) error {
-	for {
-		h, err := c.readHeader()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if h.Type != wire.SessMessage {
-			c.srv.counters.malformed.Add(1)
-			return fmt.Errorf("%w: packet type %#02x in a session", errMalformed, h.Type)
-		}
-		if h.Length > c.cfg.MaxMessage {
-			c.srv.counters.tooLong.Add(1)
-			return fmt.Errorf("session: message of %d bytes, limit %d", h.Length, c.cfg.MaxMessage)
-		}
-		back.SetWriteDeadline(time.Now().Add(writeTimeout))
-		n, err := io.Copy(back, io.LimitReader(c.tc.Conn, int64(h.Length)))
-		c.in.Add(uint64(n))
-		c.srv.counters.bytesIn.Add(uint64(n))
-		c.touch()
-		if err != nil {
-			return err
-		}
-		if n < int64(h.Length) {
-			return io.ErrUnexpectedEOF
-		}
-	}
 }

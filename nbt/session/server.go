@@ -39,6 +39,8 @@ const (
 	DefaultKeepAlive      = time.Minute        // a KEEP ALIVE goes out after this long without traffic
 	DefaultDialTimeout    = 10 * time.Second   // to a gateway's TCP service
 	writeTimeout          = 30 * time.Second   // one write to either side
+	deadlineRefresh       = time.Second        // write deadlines are moved on at most this often
+	relayBuffer           = 64 << 10           // bytes a gateway session reads at once, per direction
 )
 
 // ErrServerClosed is returned by Serve after Shutdown or Close.
@@ -234,7 +236,7 @@ func (s *Server) Counters() map[string]uint64 {
 
 func (s *Server) handle(ctx context.Context, tc *tcpserve.Conn) {
 	s.counters.accepted.Add(1)
-	c := &conn{srv: s, cfg: s.cfg.Load(), tc: tc, log: tc.Log}
+	c := &conn{srv: s, cfg: s.cfg.Load(), tc: tc, log: tc.Log, wdl: writeDeadline{conn: tc.Conn}}
 	stop := context.AfterFunc(ctx, func() { tc.Conn.Close() })
 	defer stop()
 	c.serve()
