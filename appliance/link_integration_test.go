@@ -3,7 +3,6 @@ package appliance_test
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -40,7 +39,7 @@ type dialOut struct {
 }
 
 // The box's up command: raise the wan and route the ISP's network over it.
-const dlUpCommand = "ip link set wan up && ip route replace " + ispNet + ".0/24 via " + wanISP + " dev wan"
+var dlUpCommand = testnet.WANUpCommand(ispNet+".0/24", wanISP)
 
 func newDialOut(t *testing.T, mode string) *dialOut {
 	t.Helper()
@@ -53,28 +52,12 @@ func newDialOut(t *testing.T, mode string) *dialOut {
 	ispLAN := testnet.NewLAN(t, ispNet+".0/24")
 	d.isp = ispLAN.AddHost("isp", 2)
 
-	// The wan link, down until the box dials.
-	run := func(args ...string) {
-		t.Helper()
-		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
-			t.Fatalf("%v: %v\n%s", args, err, out)
-		}
-	}
-	run("ip", "link", "add", "wan", "netns", d.boxHost.NS, "type", "veth", "peer", "name", "wan", "netns", d.isp.NS)
-	run("ip", "-n", d.boxHost.NS, "addr", "add", wanBox+"/24", "dev", "wan")
-	run("ip", "-n", d.isp.NS, "addr", "add", wanISP+"/24", "dev", "wan")
-	run("ip", "-n", d.isp.NS, "link", "set", "wan", "up")
+	testnet.WAN(t, d.boxHost, d.isp, wanBox, wanISP) // down until the box dials
 
 	cert, key := selfSigned(t, ispMX)
 	d.ispPF = testnet.StartPostfix(t, d.isp, 25, []string{"remote.test"}, nil,
-		"smtpd_tls_cert_file = "+cert, "smtpd_tls_key_file = "+key, "smtpd_tls_security_level = may",
-		"mynetworks = 127.0.0.0/8, 10.77.15.0/24",
-		"relay_domains = example.test",
-		"transport_maps = inline:{example.test=relay:["+wanBox+"]:25}",
-		"fast_flush_domains = $relay_domains",
-		"smtpd_etrn_restrictions = permit_mynetworks, reject",
-		"smtp_connect_timeout = 2s",
-		"smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination")
+		append(testnet.SpoolerSettings("example.test", wanBox, "127.0.0.0/8, 10.77.15.0/24"),
+			"smtpd_tls_cert_file = "+cert, "smtpd_tls_key_file = "+key, "smtpd_tls_security_level = may")...)
 	d.branchPF = testnet.StartPostfix(t, d.branch, 25, []string{"branch.test"}, nil)
 
 	b := testnet.NewBox(t, d.boxHost)
@@ -89,7 +72,7 @@ func newDialOut(t *testing.T, mode string) *dialOut {
 	b.CLI("config", "set", "link.mail_host", ispMX+":25")
 	b.CLI("config", "set", "link.mode", mode)
 	b.CLI("config", "set", "link.up_command", dlUpCommand)
-	b.CLI("config", "set", "link.down_command", "ip link set wan down")
+	b.CLI("config", "set", "link.down_command", testnet.WANDownCommand)
 	b.CLI("config", "set", "link.idle_time", "3s")
 	b.CLI("config", "set", "link.confirm_timeout", "10s")
 	b.CLI("config", "set", "link.retry_wait", "1s")

@@ -54,6 +54,11 @@ const (
 	DefaultRetryWait      = 30 * time.Second
 	DefaultEvery          = time.Hour
 	DefaultMaxUp          = 15 * time.Minute
+	// DefaultRedialWait is the pause after a failed round of tries before
+	// waiting mail makes an on-demand link dial again; it doubles after
+	// each failed round up to DefaultMaxRedialWait.
+	DefaultRedialWait    = time.Minute
+	DefaultMaxRedialWait = 15 * time.Minute
 	// DefaultReleaseTimeout bounds one ETRN or finger conversation.
 	DefaultReleaseTimeout = 30 * time.Second
 	// probeInterval is how often the route and the mail host are tried
@@ -81,6 +86,12 @@ type Settings struct {
 	// apart.
 	Retries   int
 	RetryWait time.Duration
+	// RedialWait is the pause after a failed round of tries before
+	// waiting outbound mail dials again (on-demand mode); it doubles
+	// after each failed round, up to MaxRedialWait, and starts over after
+	// a link-up or a change of settings. The admin's "Connect now" does
+	// not wait.
+	RedialWait, MaxRedialWait time.Duration
 	// IdleTime without outbound deliveries or inbound SMTP sessions from
 	// the ISP takes an on-demand link down.
 	IdleTime time.Duration
@@ -139,6 +150,8 @@ type Manager struct {
 	want       string // reason a link-up is wanted ("" none)
 	downWanted string // reason a link-down is wanted
 	lastActive time.Time
+	failed     int       // failed rounds of tries since the last link-up
+	redialAt   time.Time // waiting mail dials again from then
 	upSince    time.Time
 	nextSched  time.Time
 	lastError  string
@@ -195,6 +208,7 @@ func (m *Manager) Configure(set Settings) {
 	if old != set.Mode {
 		m.nextSched = time.Time{}
 	}
+	m.failed, m.redialAt = 0, time.Time{}
 	m.mu.Unlock()
 	m.poke()
 }
@@ -218,7 +232,8 @@ func (m *Manager) Changed() (<-chan struct{}, State) {
 // admin's "Connect now" in any mode but always).
 func (m *Manager) Want(reason string) {
 	m.mu.Lock()
-	if m.state == Down && m.want == "" && m.set.Mode != Always {
+	// A reason of its own replaces waiting mail that waits for the redial.
+	if m.state == Down && (m.want == "" || m.want == reasonMail) && m.set.Mode != Always {
 		m.want = reason
 	}
 	m.mu.Unlock()
@@ -232,9 +247,12 @@ func (m *Manager) MailWaiting() {
 	od := m.set.Mode == OnDemand
 	m.mu.Unlock()
 	if od {
-		m.Want("outbound mail waiting")
+		m.Want(reasonMail)
 	}
 }
+
+// reasonMail is why an on-demand link dials for outbound mail.
+const reasonMail = "outbound mail waiting"
 
 // Hangup asks for the link to go down.
 func (m *Manager) Hangup(reason string) {
@@ -312,7 +330,7 @@ func (m *Manager) step(ctx context.Context) {
 				}
 			}
 		}
-		if m.want != "" {
+		if m.want != "" && !(m.want == reasonMail && now.Before(m.redialAt)) {
 			reason := m.want
 			m.want = ""
 			m.setState(Dialing)
@@ -373,14 +391,18 @@ func (m *Manager) dial(ctx context.Context, set Settings, reason string) {
 	}
 	m.mu.Lock()
 	if err != nil {
+		m.failed++
+		wait := redialWait(set, m.failed)
+		m.redialAt = m.now().Add(wait)
 		m.lastError = "the link did not come up: " + err.Error()
 		m.setState(Down)
 		m.mu.Unlock()
-		m.Log.Error("link: could not bring the link up", "reason", reason, "err", err)
+		m.Log.Error("link: could not bring the link up", "reason", reason, "err", err, "redial_after", wait)
 		return
 	}
 	now := m.now()
 	m.lastError = ""
+	m.failed, m.redialAt = 0, time.Time{}
 	m.upSince, m.lastActive = now, now
 	m.cur = &Record{Start: now.UTC(), Reason: reason, DialTime: Duration(now.Sub(start))}
 	m.save()
@@ -392,6 +414,16 @@ func (m *Manager) dial(ctx context.Context, set Settings, reason string) {
 		m.OnUp()
 	}
 	m.releaseHeld(ctx, set)
+}
+
+// redialWait is the pause after the n-th failed round of tries in a row:
+// RedialWait doubled n-1 times, at most MaxRedialWait.
+func redialWait(set Settings, n int) time.Duration {
+	wait, most := or(set.RedialWait, DefaultRedialWait), or(set.MaxRedialWait, DefaultMaxRedialWait)
+	for i := 1; i < n && wait < most; i++ {
+		wait *= 2
+	}
+	return min(wait, most)
 }
 
 // hangup takes the link down and closes the record.
