@@ -2,6 +2,7 @@ package image_test
 
 import (
 	"bytes"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -36,6 +37,16 @@ func updateImage(t *testing.T, root, cache, bin, img string, v1 *firmware.Bundle
 	web := v.browser()
 	web.setup()
 	web.login()
+	// Acceptance 3: the domain and user of the first-run form, a relay
+	// network added on the page, one message delivered to the user and
+	// one that waits in the queue (the VM reaches no other network). The
+	// update's reboot must keep all of it.
+	web.post("/relay/add", url.Values{"csrf": {web.csrf("/relay")}, "cidr": {"192.168.1.0/24"}})
+	v.swaks(vmUser+"@"+vmDomain, "kept-in-the-mailbox")
+	v.swaks("friend@remote.test", "kept-in-the-queue")
+	if q := web.get("/queue"); !strings.Contains(q, "friend@remote.test") {
+		t.Fatalf("the queue page does not list the message to friend@remote.test:\n%s", q)
+	}
 	if page := web.get("/firmware"); !strings.Contains(page, "slot <strong>A</strong>") {
 		t.Fatalf("the firmware page does not show slot A running:\n%s", page)
 	}
@@ -55,6 +66,15 @@ func updateImage(t *testing.T, root, cache, bin, img string, v1 *firmware.Bundle
 	page := web.get("/firmware")
 	if !strings.Contains(page, "Version <strong>test-2</strong>, slot <strong>B</strong>") || !strings.Contains(page, "<td>B</td><td>test-2</td><td>good</td><td>boots next</td>") {
 		t.Fatalf("after the update the firmware page does not report test-2 running from slot B:\n%s", page)
+	}
+	if r := web.get("/relay"); !strings.Contains(r, "192.168.1.0/24") {
+		t.Errorf("after the reboot the relay network is gone:\n%s", r)
+	}
+	if q := web.get("/queue"); !strings.Contains(q, "friend@remote.test") {
+		t.Errorf("after the reboot the queued message to friend@remote.test is gone:\n%s", q)
+	}
+	if msgs := v.fetchmail(vmUser, vmUserPass); len(msgs) != 1 || !strings.Contains(msgs[0], "kept-in-the-mailbox") {
+		t.Errorf("after the reboot fetchmail collected %d messages, want the one sent before:\n%s", len(msgs), strings.Join(msgs, "\n---\n"))
 	}
 	t.Logf("version test-2, uploaded on the firmware page, booted from slot B and marked it good %.1f s after QEMU started", timeSince(v))
 
