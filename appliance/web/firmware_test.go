@@ -91,8 +91,14 @@ func TestFirmwarePageUpload(t *testing.T) {
 	if live.rebooted {
 		t.Error("a refused update rebooted")
 	}
+	// The restart button asks for a reboot, which a server that is not
+	// the box's init refuses, saying so.
+	f := c.get("/firmware").form(t, "/firmware", "firmware-reboot")
+	if r := c.post(f.action, f.values); r.status != http.StatusUnprocessableEntity || !strings.Contains(r.byClass("error"), "does not run from a firmware image") || !live.rebooted {
+		t.Errorf("restart off the box: %d %q (reboot asked: %v)", r.status, r.byClass("error"), live.rebooted)
+	}
 	// Bigger than a bundle can be: refused before it is read.
-	f := c.get("/firmware").form(t, "/firmware", "firmware-apply")
+	f = c.get("/firmware").form(t, "/firmware", "firmware-apply")
 	if r := c.postFile(f.action, url.Values{"csrf": {f.values.Get("csrf")}}, "bundle", make([]byte, MaxBundleBytes+MaxFormBytes+1)); r.status != http.StatusRequestEntityTooLarge {
 		t.Errorf("an oversized bundle: %d, want 413", r.status)
 	}

@@ -35,6 +35,7 @@ func (s *Server) routes() *http.ServeMux {
 	m.HandleFunc("POST /maintenance/restart", s.restartAction)
 	m.HandleFunc("POST /network", s.networkSet)
 	m.HandleFunc("POST /firmware/apply", s.firmwareApply)
+	m.HandleFunc("POST /firmware/reboot", s.firmwareReboot)
 	return m
 }
 
