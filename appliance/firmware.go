@@ -4,6 +4,9 @@ import (
 	"errors"
 	"log/slog"
 	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"concierge/appliance/control"
 	"concierge/internal/firmware"
@@ -45,3 +48,24 @@ func markSlotGood(log *slog.Logger) {
 
 // Firmware implements control.Live.
 func (s *supervisor) Firmware() control.FirmwareStatus { return firmwareStatus() }
+
+// RebootDelay lets the answer of the op that asked for a reboot go out
+// before PID 1 stops the services.
+const RebootDelay = time.Second
+
+// Reboot implements control.Live: on the box (the child of PID 1, booted
+// from a slot) it asks PID 1 to reboot with the signal appliance/boot
+// takes for a reboot (SIGTERM); PID 1 stops this process, syncs and
+// unmounts.
+func (s *supervisor) Reboot() error {
+	if os.Getenv(firmware.SlotEnv) == "" || os.Getppid() != 1 {
+		return control.ErrNotOnBox
+	}
+	s.log.Info("firmware: reboot asked", "in", RebootDelay)
+	time.AfterFunc(RebootDelay, func() {
+		if err := unix.Kill(1, unix.SIGTERM); err != nil {
+			s.log.Error("firmware: reboot", "err", err)
+		}
+	})
+	return nil
+}

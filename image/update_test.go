@@ -2,37 +2,29 @@ package image_test
 
 import (
 	"bytes"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"concierge/image/disk"
 	"concierge/image/initramfs"
 	"concierge/internal/firmware"
-)
-
-// The boot partition in the disk image (image/cmd/mkimage): the first
-// partition, at 1 MiB, 96 MiB of FAT16.
-const (
-	espOffset  = 1 << 20
-	espSectors = 96 << 20 / disk.SectorSize
 )
 
 // markedGood is what the new firmware logs once its services are up
 // and its slot keeps booting (appliance/firmware.go).
 const markedGood = "slot marked good"
 
-// updateImage installs a newer bundle with "concierge firmware apply"
-// into the boot partition of the disk the boot test used, and boots: the
-// VM starts slot B on trial, the new version comes up and marks it good.
-// Then a broken bundle (its initramfs has no init the kernel can run)
-// goes into slot A: the trial boot panics, the kernel reboots, and
-// systemd-boot, with the trial's one boot used up, starts slot B again
-// (acceptance 4). The bundles are installed from the host between boots:
-// the box has no shell, and the upload from the setup page is not built
-// yet.
+// updateImage boots the disk the boot test used, sets the box up and
+// uploads a newer bundle on the setup page's firmware page, through the
+// forwarded port: the box installs it into slot B and reboots; slot B
+// comes up on trial with the new version, marks itself good, and the
+// firmware page reports it (acceptance 4 and 6). Then a broken bundle
+// (its initramfs has no init the kernel can run) goes in the same way
+// into slot A: the trial boot panics, the kernel reboots, and
+// systemd-boot, with the trial's one boot used up, starts slot B again.
 func updateImage(t *testing.T, root, cache, bin, img string, v1 *firmware.Bundle) {
 	out := t.TempDir()
 	cmd := exec.Command("go", "run", "./image/cmd/mkimage", "-out", out, "-cache", cache, "-version", "test-2")
@@ -40,58 +32,81 @@ func updateImage(t *testing.T, root, cache, bin, img string, v1 *firmware.Bundle
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("mkimage: %v\n%s", err, b)
 	}
-	apply := func(bundle string) {
-		editBootPartition(t, img, func(dir string) {
-			out, err := exec.Command(bin, "-data", t.TempDir(), "firmware", "apply", "-boot", dir, bundle).CombinedOutput()
-			if err != nil {
-				t.Fatalf("firmware apply: %v\n%s", err, out)
-			}
-			t.Logf("firmware apply: %s", strings.TrimSpace(string(out)))
-		})
-	}
-
-	apply(filepath.Join(out, "concierge.bundle"))
 	v := startVM(t, img, vmMemory)
+	v.waitLines(readyLine, 1, bootDeadline)
+	web := v.browser()
+	web.setup()
+	web.login()
+	// Acceptance 3: the domain and user of the first-run form, a relay
+	// network added on the page, one message delivered to the user and
+	// one that waits in the queue (the VM reaches no other network). The
+	// update's reboot must keep all of it.
+	web.post("/relay/add", url.Values{"csrf": {web.csrf("/relay")}, "cidr": {"192.168.1.0/24"}})
+	v.swaks(vmUser+"@"+vmDomain, "kept-in-the-mailbox")
+	v.swaks("friend@remote.test", "kept-in-the-queue")
+	if q := web.get("/queue"); !strings.Contains(q, "friend@remote.test") {
+		t.Fatalf("the queue page does not list the message to friend@remote.test:\n%s", q)
+	}
+	if page := web.get("/firmware"); !strings.Contains(page, "slot <strong>A</strong>") {
+		t.Fatalf("the firmware page does not show slot A running:\n%s", page)
+	}
+	bundle, err := os.ReadFile(filepath.Join(out, "concierge.bundle"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	web.upload(bundle)
+	v.waitLines("rebooting into it on trial\" version=test-2 slot=B", 1, bootDeadline)
 	v.waitLines(markedGood, 1, bootDeadline)
 	if c := v.console.String(); !strings.Contains(c, "version=test-2 slot=B") {
 		t.Fatalf("the update did not boot slot B with version test-2; console:\n%s", tail(c))
 	}
+	v.waitLines(readyLine, 2, bootDeadline)
 	v.expectBanner(fwdSMTP, "220 ")
-	t.Logf("version test-2 booted from slot B and marked it good %.1f s after QEMU started", timeSince(v))
-	v.stop()
+	web.login()
+	page := web.get("/firmware")
+	if !strings.Contains(page, "Version <strong>test-2</strong>, slot <strong>B</strong>") || !strings.Contains(page, "<td>B</td><td>test-2</td><td>good</td><td>boots next</td>") {
+		t.Fatalf("after the update the firmware page does not report test-2 running from slot B:\n%s", page)
+	}
+	if r := web.get("/relay"); !strings.Contains(r, "192.168.1.0/24") {
+		t.Errorf("after the reboot the relay network is gone:\n%s", r)
+	}
+	if q := web.get("/queue"); !strings.Contains(q, "friend@remote.test") {
+		t.Errorf("after the reboot the queued message to friend@remote.test is gone:\n%s", q)
+	}
+	if msgs := v.fetchmail(vmUser, vmUserPass); len(msgs) != 1 || !strings.Contains(msgs[0], "kept-in-the-mailbox") {
+		t.Errorf("after the reboot fetchmail collected %d messages, want the one sent before:\n%s", len(msgs), strings.Join(msgs, "\n---\n"))
+	}
+	t.Logf("version test-2, uploaded on the firmware page, booted from slot B and marked it good %.1f s after QEMU started", timeSince(v))
 
 	broken := filepath.Join(t.TempDir(), "broken.bundle")
 	writeBrokenBundle(t, broken, v1)
-	apply(broken)
-	v = startVM(t, img, vmMemory)
+	data, err := os.ReadFile(broken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	web.upload(data)
+	v.waitLines("rebooting into it on trial\" version=test-broken slot=A", 1, bootDeadline)
 	// The trial boot panics at once; the next boot comes up.
 	v.console.Wait(2*bootDeadline, v.exited, func(c string) bool {
-		return strings.Contains(c, readyLine) || strings.Count(c, "Kernel panic") >= 3
+		return strings.Count(c, readyLine) >= 3 || strings.Count(c, "Kernel panic") >= 3
 	})
-	v.stop()
 	c := v.console.String()
-	if !strings.Contains(c, readyLine) {
-		editBootPartition(t, img, func(dir string) {
-			es, err := firmware.Entries(dir)
-			t.Errorf("boot entries: %+v, %v", es, err)
-			out, _ := exec.Command("find", dir, "-printf", "%P %s\n").Output()
-			t.Logf("boot partition:\n%s", out)
-		})
+	if strings.Count(c, readyLine) < 3 {
 		t.Fatalf("the VM did not come back after the broken update (%d panics); console:\n%s", strings.Count(c, "Kernel panic"), tail(c))
 	}
-	if !strings.Contains(c, "version=test-broken") && !strings.Contains(c, "No working init found") {
+	if !strings.Contains(c, "No working init found") {
 		t.Errorf("the broken firmware was not tried; console:\n%s", tail(c))
 	}
-	if !strings.Contains(c, "version=test-2 slot=B") || strings.Contains(c, markedGood) {
+	if strings.Count(c, "version=test-2 slot=B") < 2 || strings.Count(c, markedGood) != 1 {
 		t.Fatalf("after the broken update the VM did not come back on slot B unchanged; console:\n%s", tail(c))
 	}
+	web.login()
+	page = web.get("/firmware")
+	if !strings.Contains(page, "slot <strong>B</strong>") || !strings.Contains(page, "<td>A</td><td>test-broken</td><td>failed its trial</td>") {
+		t.Fatalf("after the failed trial the firmware page does not show slot B running and A failed:\n%s", page)
+	}
 	t.Logf("the broken firmware in slot A failed its trial; slot B (test-2) was up again %.1f s after QEMU started", timeSince(v))
-	editBootPartition(t, img, func(dir string) {
-		es, err := firmware.Entries(dir)
-		if err != nil || len(es) != 2 || es[0].Slot != "B" || es[1].Good() {
-			t.Errorf("boot entries after the failed trial: %+v, %v; want B first and A's trial used up", es, err)
-		}
-	})
+	v.stop()
 }
 
 // writeBrokenBundle writes a bundle signed with the development key whose
@@ -109,45 +124,6 @@ func writeBrokenBundle(t *testing.T, path string, v1 *firmware.Bundle) {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(path, out.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// editBootPartition copies the boot partition of img out (mtools), lets
-// fn change it, and writes it back as a new FAT16 file system with the
-// image builder's own writer.
-func editBootPartition(t *testing.T, img string, fn func(dir string)) {
-	t.Helper()
-	dir := t.TempDir()
-	cmd := exec.Command("mcopy", "-s", "-n", "-i", img+"@@"+itoa(espOffset), "::*", dir)
-	cmd.Env = append(os.Environ(), "MTOOLS_SKIP_CHECK=1")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("mcopy: %v\n%s", err, out)
-	}
-	fn(dir)
-	files := map[string][]byte{}
-	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := os.ReadFile(p)
-		rel, _ := filepath.Rel(dir, p)
-		files[filepath.ToSlash(rel)] = b
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fat, err := disk.FAT16(espSectors, espOffset/disk.SectorSize, "CONCIERGE", files)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.OpenFile(img, os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if _, err := f.WriteAt(fat, espOffset); err != nil {
 		t.Fatal(err)
 	}
 }

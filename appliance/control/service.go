@@ -60,6 +60,10 @@ type Live interface {
 	Link() LinkControl
 	// Firmware is the running firmware and its slots (firmware.status).
 	Firmware() FirmwareStatus
+	// Reboot stops the services and reboots the box, shortly after it
+	// returned (so that the answer goes out); an error when the server
+	// is not the firmware of a box (ErrNotOnBox).
+	Reboot() error
 	// CheckAdmin checks the admin password against hash through the
 	// login limiter and password check of mail logins.
 	CheckAdmin(ctx context.Context, hash, password string, ip netip.Addr) error

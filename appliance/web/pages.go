@@ -34,6 +34,8 @@ func (s *Server) routes() *http.ServeMux {
 	m.HandleFunc("POST /maintenance/restore", s.restore)
 	m.HandleFunc("POST /maintenance/restart", s.restartAction)
 	m.HandleFunc("POST /network", s.networkSet)
+	m.HandleFunc("POST /firmware/apply", s.firmwareApply)
+	m.HandleFunc("POST /firmware/reboot", s.firmwareReboot)
 	return m
 }
 
@@ -78,6 +80,7 @@ var views = []*view{
 	{"/diagnostics", "diagnostics", "Diagnostics", loadDiagnostics},
 	{"/link", "link", "ISP link", loadLink},
 	{"/maintenance", "maintenance", "Maintenance", nil},
+	{"/firmware", "firmware", "Firmware", loadFirmware},
 }
 
 func viewOf(name string) *view {

@@ -37,6 +37,7 @@ var Nav = []NavItem{
 	{"/dhcp", "DHCP"},
 	{"/diagnostics", "Diagnostics"},
 	{"/maintenance", "Maintenance"},
+	{"/firmware", "Firmware"},
 }
 
 // pages are the parsed templates, one set per page (the layout and the

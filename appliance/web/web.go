@@ -151,8 +151,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		limit := int64(MaxFormBytes)
-		if r.URL.Path == "/maintenance/restore" {
+		switch r.URL.Path {
+		case "/maintenance/restore":
 			limit = MaxRestoreBytes + MaxFormBytes // the file and the multipart framing
+		case "/firmware/apply":
+			limit = MaxBundleBytes + MaxFormBytes
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, limit)
 	default:

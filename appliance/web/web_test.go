@@ -49,7 +49,7 @@ func TestCrawlEveryPageRefusedWithoutLogin(t *testing.T) {
 			forms[f.action+"#"+f.id] = f
 		}
 	}
-	for _, want := range []string{"/", "/identity", "/domains", "/users", "/aliases", "/relay", "/queue", "/queue/" + ids[0], "/netbios", "/link", "/network", "/dhcp", "/diagnostics", "/maintenance", "/maintenance/backup", "/style.css"} {
+	for _, want := range []string{"/", "/identity", "/domains", "/users", "/aliases", "/relay", "/queue", "/queue/" + ids[0], "/netbios", "/link", "/network", "/dhcp", "/diagnostics", "/maintenance", "/maintenance/backup", "/firmware", "/style.css"} {
 		if !seen[want] {
 			t.Errorf("the crawler did not find %s (found %v)", want, pages)
 		}
@@ -59,7 +59,7 @@ func TestCrawlEveryPageRefusedWithoutLogin(t *testing.T) {
 		formIDs = append(formIDs, f.id)
 	}
 	for _, want := range []string{"logout", "identity", "domain-add", "domain-del", "catchall", "user-add", "user-del", "user-passwd",
-		"alias-add", "alias-del", "relay-add", "relay-del", "smarthost", "queue-retry", "queue-del", "queue-flush", "link-settings", "restore", "admin-passwd", "restart"} {
+		"alias-add", "alias-del", "relay-add", "relay-del", "smarthost", "queue-retry", "queue-del", "queue-flush", "link-settings", "restore", "admin-passwd", "restart", "firmware-apply", "firmware-reboot"} {
 		if !slices.Contains(formIDs, want) {
 			t.Errorf("the crawler did not find form %s (found %v)", want, formIDs)
 		}

@@ -100,3 +100,16 @@ func (c *cli) firmwareApply(args []string) error {
 	fmt.Fprintf(c.stdout, "installed version %s into slot %s on trial: the next boot starts it once, and it stays only if it comes up healthy\n", b.Manifest.Version, slot)
 	return nil
 }
+
+// reboot is "reboot": the box stops its services and restarts (op
+// reboot; refused when the server is not the box's init).
+func (c *cli) reboot(args []string) error {
+	if err := nargs(args, 0, 0, "no arguments"); err != nil {
+		return err
+	}
+	if err := c.call(control.OpReboot, nil, nil); err != nil {
+		return err
+	}
+	fmt.Fprintln(c.stdout, "the box is rebooting")
+	return nil
+}

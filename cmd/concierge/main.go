@@ -53,6 +53,7 @@ Commands:
   backup > FILE | restore FILE        the whole configuration as one file
   admin passwd                        the setup page's password (from standard input)
   restart                             stop and start every service
+  reboot                              stop the services and restart the box (on the box)
   firmware status | apply [-boot DIR] FILE | version   the firmware: slots, install an update for a trial boot
   wait KIND [--after N]               wait for an event: settings-applied, names-claimed
   check dns                           MX, addresses, reverse DNS, banner, port 25, relaying
@@ -124,6 +125,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = c.admin(rest)
 	case "restart":
 		err = c.restart(rest)
+	case "reboot":
+		err = c.reboot(rest)
 	case "wait":
 		err = c.wait(rest)
 	case "firmware":
