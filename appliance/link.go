@@ -126,7 +126,11 @@ func (s *linkService) Listening() []string {
 		return nil
 	}
 	st := s.mgr.Status()
-	return []string{fmt.Sprintf("%-12s %s, %s (ISP mail host %s)", "link", st.Mode, st.State, cfg.Link.MailHost)}
+	line := fmt.Sprintf("%-12s %s, %s", "link", st.Mode, st.State)
+	if cfg.Link.MailHost != "" {
+		line += " (ISP mail host " + cfg.Link.MailHost + ")"
+	}
+	return []string{line}
 }
 
 // setRunner is called by the delivery service when its runner starts.
