@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"concierge/internal/testnet"
 )
 
 func FuzzParseCommand(f *testing.F) {
@@ -222,12 +224,8 @@ func (e *fuzzEnv) session(t *testing.T, mode string, useTLS bool, local string, 
 		t.Fatalf("%s: no greeting: %q", mode, out)
 	}
 	// The session is gone and the maildrop free again.
-	deadline := time.Now().Add(5 * time.Second)
-	for ts.srv.Sessions() > 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: session still open", mode)
-		}
-		time.Sleep(time.Millisecond)
+	if !testnet.WaitFor(5*time.Second, func() bool { return ts.srv.Sessions() == 0 }) {
+		t.Fatalf("%s: session still open", mode)
 	}
 	if n := ts.srv.Counters()["panics"]; n > 0 {
 		t.Fatalf("%s: the session panicked (see the log; go test -v shows it)", mode)

@@ -105,11 +105,8 @@ func TestPanicEndsOnlyThatSession(t *testing.T) {
 		if ok, rest := c.closed(); !ok || rest != "" {
 			t.Fatalf("after the panic: closed=%v, rest %q", ok, rest)
 		}
-		for deadline := time.Now().Add(10 * time.Second); srv.Sessions() != 1; {
-			if time.Now().After(deadline) {
-				t.Fatalf("%d sessions, want 1", srv.Sessions())
-			}
-			time.Sleep(time.Millisecond)
+		if !testnet.WaitFor(10*time.Second, func() bool { return srv.Sessions() == 1 }) {
+			t.Fatalf("%d sessions, want 1", srv.Sessions())
 		}
 	}
 	log := sink.String()

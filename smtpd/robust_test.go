@@ -119,11 +119,8 @@ func expectReply(t testing.TB, got, want string) {
 // waitConns waits until the server serves n connections.
 func waitConns(t testing.TB, s *Server, n int) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); s.tcp.Conns() != n; {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d connections, want %d", s.tcp.Conns(), n)
-		}
-		time.Sleep(time.Millisecond)
+	if !testnet.WaitFor(10*time.Second, func() bool { return s.tcp.Conns() == n }) {
+		t.Fatalf("%d connections, want %d", s.tcp.Conns(), n)
 	}
 }
 

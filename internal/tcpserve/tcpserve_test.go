@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"concierge/internal/connlimit"
+	"concierge/internal/testnet"
 )
 
 // logBuf is a log sink tests can read while the server writes.
@@ -98,11 +99,8 @@ func readLine(t *testing.T, r *bufio.Reader) string {
 // after the client sees the connection close).
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
+	if !testnet.WaitFor(10*time.Second, cond) {
+		t.Fatalf("timed out waiting for %s", what)
 	}
 }
 

@@ -251,17 +251,19 @@ func (p *Postfix) Delivered(addr string) []string {
 	return out
 }
 
-// WaitFor polls cond every 50ms until it holds or d has passed.
+// WaitFor polls cond until it holds or d has passed: every millisecond at
+// first, backing off to every 50ms, so that state a server updates just
+// after the client sees the effect is seen at once.
 func WaitFor(d time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(d)
-	for {
+	for pause := time.Millisecond; ; pause = min(2*pause, 50*time.Millisecond) {
 		if cond() {
 			return true
 		}
 		if time.Now().After(deadline) {
 			return false
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(pause)
 	}
 }
 

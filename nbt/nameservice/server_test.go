@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"concierge/internal/testnet"
 	"concierge/nbt/wire"
 )
 
@@ -98,12 +99,8 @@ func (l *logBuffer) logger() *slog.Logger {
 // waitFor polls cond until it holds; it fails the test after 5s.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
+	if !testnet.WaitFor(5*time.Second, cond) {
+		t.Fatalf("timed out waiting for %s", what)
 	}
 }
 
