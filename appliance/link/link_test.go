@@ -10,47 +10,34 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"concierge/internal/testnet"
 )
 
 // fakeISP answers the greeting, EHLO and each ETRN with the reply given
 // for its domain, like a spooling MTA.
 func fakeISP(t *testing.T, replies map[string]string) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
+	return testnet.ServeLoopback(t, func(c net.Conn) {
+		fmt.Fprint(c, "220 isp.test ESMTP\r\n")
+		r := bufio.NewReader(c)
 		for {
-			c, err := l.Accept()
+			line, err := r.ReadString('\n')
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				fmt.Fprint(c, "220 isp.test ESMTP\r\n")
-				r := bufio.NewReader(c)
-				for {
-					line, err := r.ReadString('\n')
-					if err != nil {
-						return
-					}
-					verb, arg, _ := strings.Cut(strings.TrimSpace(line), " ")
-					switch strings.ToUpper(verb) {
-					case "EHLO":
-						fmt.Fprint(c, "250-isp.test\r\n250 ETRN\r\n")
-					case "ETRN":
-						fmt.Fprint(c, replies[arg]+"\r\n")
-					case "QUIT":
-						fmt.Fprint(c, "221 bye\r\n")
-						return
-					}
-				}
-			}()
+			verb, arg, _ := strings.Cut(strings.TrimSpace(line), " ")
+			switch strings.ToUpper(verb) {
+			case "EHLO":
+				fmt.Fprint(c, "250-isp.test\r\n250 ETRN\r\n")
+			case "ETRN":
+				fmt.Fprint(c, replies[arg]+"\r\n")
+			case "QUIT":
+				fmt.Fprint(c, "221 bye\r\n")
+				return
+			}
 		}
-	}()
-	return l.Addr().String()
+	})
 }
 
 // Each RFC 1985 reply is understood and said in words; 458 and 459 are
@@ -99,30 +86,15 @@ func TestETRNReplies(t *testing.T) {
 // mute is a mail host that greets and answers EHLO, then says nothing.
 func mute(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				fmt.Fprint(c, "220 isp.test ESMTP\r\n")
-				r := bufio.NewReader(c)
-				if _, err := r.ReadString('\n'); err != nil {
-					return
-				}
-				fmt.Fprint(c, "250 isp.test\r\n")
-				io.Copy(io.Discard, r)
-			}()
+	return testnet.ServeLoopback(t, func(c net.Conn) {
+		fmt.Fprint(c, "220 isp.test ESMTP\r\n")
+		r := bufio.NewReader(c)
+		if _, err := r.ReadString('\n'); err != nil {
+			return
 		}
-	}()
-	return l.Addr().String()
+		fmt.Fprint(c, "250 isp.test\r\n")
+		io.Copy(io.Discard, r)
+	})
 }
 
 // The accounts survive a restart; a record left open by a crash is

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"concierge/internal/testnet"
 	"concierge/nbt/wire"
 )
 
@@ -30,24 +31,9 @@ var (
 // echoServer is a TCP echo service; it returns its address.
 func echoServer(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				io.Copy(c, c)
-			}()
-		}
-	}()
-	return l.Addr().String()
+	return testnet.ServeLoopback(t, func(c net.Conn) {
+		io.Copy(c, c)
+	})
 }
 
 // logSink collects log lines so tests can wait for one.
