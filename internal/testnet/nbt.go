@@ -200,24 +200,32 @@ func (h *Host) Capture(filter string) *Capture {
 }
 
 // Stop ends the capture, then returns tshark's one-line summaries of the
-// packets matching the display filter.
+// packets matching the display filter, and of all packets.
 func (c *Capture) Stop(display string) (matched string, all string) {
-	t := c.h.lan.t
-	t.Helper()
+	c.h.lan.t.Helper()
 	time.Sleep(300 * time.Millisecond) // let the last packets reach the file
 	c.proc.Signal(unix.SIGINT)
 	c.proc.Wait(10 * time.Second)
-	read := func(args ...string) string {
-		cmd := c.h.Command("tshark", append([]string{"-r", c.file}, args...)...)
-		var stderr strings.Builder
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		if err != nil {
-			t.Fatalf("tshark -r %v: %v\n%s", args, err, stderr.String())
-		}
-		return string(out)
+	return c.Read(display), c.Read("")
+}
+
+// Read returns tshark's one-line summaries of the captured packets that
+// match the display filter (all of them for ""); use it after Stop.
+func (c *Capture) Read(display string) string {
+	t := c.h.lan.t
+	t.Helper()
+	args := []string{"-r", c.file}
+	if display != "" {
+		args = append(args, "-Y", display)
 	}
-	return read("-Y", display), read()
+	cmd := c.h.Command("tshark", args...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("tshark %v: %v\n%s", args, err, stderr.String())
+	}
+	return string(out)
 }
 
 // Join attaches host h, which lives on another LAN, to this LAN too: a

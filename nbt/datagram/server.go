@@ -4,7 +4,10 @@
 // listeners, reassembling fragments within bounds (RFC 1002 5.3.3), answers
 // a DIRECT_UNIQUE datagram for a name the box does not hold with DATAGRAM
 // ERROR 0x82, answers DATAGRAM QUERY REQUESTs from what the name service
-// knows, and sends datagrams in fragments of at most 576 bytes.
+// knows, and sends datagrams in fragments of at most 576 bytes. As the
+// NBDD of the box's WINS clients (RFC 1001 17.3, Config.NBDD) it relays
+// the group and broadcast datagrams P-nodes send it to the members the
+// WINS table knows (relay.go).
 package datagram
 
 import (
@@ -29,6 +32,8 @@ const (
 	DefaultMaxPending        = 32              // datagrams being reassembled
 	DefaultMaxPendingBytes   = 256 << 10       // their bytes together
 	DefaultQueueLen          = 64              // datagrams waiting for a listener's Recv
+	DefaultMaxRelay          = 64              // NBDD: members one datagram is relayed to
+	DefaultResolveTimeout    = 2 * time.Second // Send: a name query on the LAN
 )
 
 // Errors.
@@ -49,6 +54,19 @@ type Config struct {
 	// (the name service's Holds and Lookup).
 	Holds  func(wire.Name) bool
 	Lookup func(wire.Name) (addrs []netip.Addr, group bool, ok bool)
+	// Resolve, when set, is what Send uses instead of Lookup: it may ask
+	// the LAN (the name service's Resolve), within ResolveTimeout.
+	Resolve        func(context.Context, wire.Name) (addrs []netip.Addr, group bool, err error)
+	ResolveTimeout time.Duration
+
+	// NBDD turns on the datagram distribution role (the box is the WINS
+	// server): Members returns the WINS table's members of a group
+	// name, Nodes every address the table knows (at most max); a
+	// datagram is relayed to at most MaxRelay of them.
+	NBDD     bool
+	Members  func(wire.Name) []netip.Addr
+	Nodes    func(max int) []netip.Addr
+	MaxRelay int
 
 	ReassemblyTimeout time.Duration
 	MaxPending        int
@@ -73,6 +91,18 @@ func (c *Config) setDefaults() {
 	}
 	if c.QueueLen <= 0 {
 		c.QueueLen = DefaultQueueLen
+	}
+	if c.MaxRelay <= 0 {
+		c.MaxRelay = DefaultMaxRelay
+	}
+	if c.ResolveTimeout <= 0 {
+		c.ResolveTimeout = DefaultResolveTimeout
+	}
+	if c.Members == nil {
+		c.Members = func(wire.Name) []netip.Addr { return nil }
+	}
+	if c.Nodes == nil {
+		c.Nodes = func(int) []netip.Addr { return nil }
 	}
 	if c.Holds == nil {
 		c.Holds = func(wire.Name) bool { return false }
@@ -161,6 +191,7 @@ type Server struct {
 type counters struct {
 	received, delivered, fragments, reassembled, malformed, errorsSent, errorsReceived atomic.Uint64
 	noListener, queueFull, reassemblyDropped, queries, sent, sendFailed, panics        atomic.Uint64
+	relayedIn, relayedOut, relayCut, noMembers                                         atomic.Uint64
 }
 
 // New returns a server with cfg.
@@ -269,6 +300,7 @@ func (s *Server) handle(msg []byte, src netip.AddrPort) {
 	}
 	switch {
 	case d.IsData():
+		s.relay(d, msg, src)
 		s.data(d, src)
 	case d.Type == wire.DgmQueryRequest:
 		s.c.queries.Add(1)
@@ -377,6 +409,11 @@ func (s *Server) sendTo(d *wire.Datagram, to netip.AddrPort) error {
 	if err != nil {
 		return err
 	}
+	return s.sendRaw(b, to)
+}
+
+// sendRaw writes one encoded datagram to to.
+func (s *Server) sendRaw(b []byte, to netip.AddrPort) error {
 	s.mu.Lock()
 	pc := s.pc
 	s.mu.Unlock()
@@ -393,12 +430,14 @@ func (s *Server) sendTo(d *wire.Datagram, to netip.AddrPort) error {
 
 // Send sends data from src to dst: to each address of a unique name as
 // DIRECT_UNIQUE datagrams, to a group name by broadcast as DIRECT_GROUP
-// (RFC 1001 17.2, a B-node), in fragments as needed. It fails with
-// ErrNotFound for a name neither the box nor its WINS table knows.
+// (RFC 1001 17.2, a B-node), in fragments as needed. The name is
+// resolved by Config.Resolve when set (the box's names, the WINS table,
+// then a query on the LAN), else by Lookup; it fails with ErrNotFound
+// for a name nobody answered for.
 func (s *Server) Send(src, dst wire.Name, data []byte) error {
-	addrs, group, ok := s.cfg.Lookup(dst)
-	if !ok {
-		return fmt.Errorf("%w: %s", ErrNotFound, dst)
+	addrs, group, err := s.resolve(dst)
+	if err != nil {
+		return err
 	}
 	if group {
 		return s.send(wire.DgmDirectGroup, src, dst, data, s.cfg.Broadcast)
@@ -409,6 +448,24 @@ func (s *Server) Send(src, dst wire.Name, data []byte) error {
 		}
 	}
 	return nil
+}
+
+// resolve finds dst's addresses for Send.
+func (s *Server) resolve(dst wire.Name) ([]netip.Addr, bool, error) {
+	if s.cfg.Resolve == nil {
+		addrs, group, ok := s.cfg.Lookup(dst)
+		if !ok {
+			return nil, false, fmt.Errorf("%w: %s", ErrNotFound, dst)
+		}
+		return addrs, group, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ResolveTimeout)
+	defer cancel()
+	addrs, group, err := s.cfg.Resolve(ctx, dst)
+	if err != nil || len(addrs) == 0 {
+		return nil, false, fmt.Errorf("%w: %s (%v)", ErrNotFound, dst, err)
+	}
+	return addrs, group, nil
 }
 
 // SendGroup broadcasts data to a group name as DIRECT_GROUP datagrams
@@ -444,5 +501,7 @@ func (s *Server) Counters() map[string]uint64 {
 		"errors_received": c.errorsReceived.Load(), "no_listener": c.noListener.Load(), "queue_full": c.queueFull.Load(),
 		"reassembly_dropped": c.reassemblyDropped.Load(), "queries": c.queries.Load(), "sent": c.sent.Load(),
 		"send_failed": c.sendFailed.Load(), "panics": c.panics.Load(),
+		"nbdd_received": c.relayedIn.Load(), "nbdd_relayed": c.relayedOut.Load(), "nbdd_cut": c.relayCut.Load(),
+		"nbdd_no_members": c.noMembers.Load(),
 	}
 }
