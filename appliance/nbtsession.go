@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
@@ -27,6 +28,7 @@ type nbtExtra struct {
 	sess   *session.Server
 	dgm    *datagram.Server
 	browse *browse.Announcer // nil when browse announcements are off
+	rev    []*session.ReverseGateway
 	cancel context.CancelFunc
 }
 
@@ -83,6 +85,10 @@ func (s *nbtService) startExtra(ns *nameservice.Server, claimed <-chan struct{})
 			return nil, fmt.Errorf("nbt: session service: %w", err)
 		}
 		go x.sess.Serve(l)
+	}
+	if err := x.startReverse(s.cur, ns, st.Interfaces, log); err != nil {
+		x.close()
+		return nil, err
 	}
 	// One datagram socket on 0.0.0.0:138 receives the broadcasts of every
 	// interface; what the box sends carries the first interface's address.
@@ -156,6 +162,32 @@ func (x *nbtExtra) close() {
 	if x.dgm != nil {
 		x.dgm.Close()
 	}
+	for _, g := range x.rev {
+		g.Close()
+	}
+}
+
+// startReverse opens the reverse gateways' ports on every interface the
+// name service runs on.
+func (x *nbtExtra) startReverse(c config.NBT, ns *nameservice.Server, ifs []nameservice.IfaceStatus, log *slog.Logger) error {
+	calling, _ := wire.MakeName(c.Name, 0x00, c.Scope)
+	for _, r := range c.ReverseGateways {
+		rv, err := session.ParseReverse(r, c.Scope)
+		if err != nil {
+			continue // Validate refused it already
+		}
+		g := session.NewReverse(session.ReverseConfig{Reverse: rv, Resolve: ns.Resolve, Calling: calling,
+			MaxMessage: c.SessionMaxMessage, Idle: c.SessionIdle.D(), Log: log})
+		x.rev = append(x.rev, g)
+		for _, i := range ifs {
+			l, err := net.Listen("tcp4", net.JoinHostPort(i.Addr, fmt.Sprint(rv.Port)))
+			if err != nil {
+				return fmt.Errorf("nbt: reverse gateway %s: %w", rv, err)
+			}
+			go g.Serve(l)
+		}
+	}
+	return nil
 }
 
 // sessions is the state of the session and datagram services for the
@@ -169,6 +201,9 @@ func (s *nbtService) sessions() control.NBTSessions {
 		out.Sessions = s.extra.sess.Sessions()
 		out.SessionCounters = s.extra.sess.Counters()
 		out.DatagramCounters = s.extra.dgm.Counters()
+		for _, g := range s.extra.rev {
+			out.Reverse = append(out.Reverse, g.Info())
+		}
 		if s.extra.browse != nil {
 			for k, v := range s.extra.browse.Counters() {
 				out.DatagramCounters[k] = v

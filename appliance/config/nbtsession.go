@@ -27,6 +27,11 @@ type NBTSessions struct {
 	// Retarget sends callers of a name to another host:
 	// "OLDSERVER#20=10.0.0.9:139".
 	Retarget []string `json:"retarget"`
+	// ReverseGateways open a TCP port on the box's LAN addresses whose
+	// connections become NetBIOS sessions to a LAN host:
+	// "8139=FILES#20". The name is resolved through the WINS table, then
+	// by a broadcast query.
+	ReverseGateways []string `json:"reverse_gateways"`
 }
 
 func defaultNBTSessions() NBTSessions {
@@ -86,6 +91,19 @@ func (s *NBTSessions) validate(p, scope string) Errors {
 			continue
 		}
 		check(f, rt.Name.String())
+	}
+	ports := map[int]string{}
+	for i, r := range s.ReverseGateways {
+		f := p + ".reverse_gateways[" + itoa(i) + "]"
+		rv, err := session.ParseReverse(r, scope)
+		if err != nil {
+			errs = append(errs, fieldErr(f, "%v (write PORT=NAME#20)", err))
+			continue
+		}
+		if prev, ok := ports[rv.Port]; ok {
+			errs = append(errs, fieldErr(f, "port %d is already used by %s", rv.Port, prev))
+		}
+		ports[rv.Port] = f
 	}
 	return errs
 }

@@ -39,6 +39,9 @@ type NBTSessions struct {
 	Sessions         []session.SessionInfo `json:"sessions"`
 	SessionCounters  map[string]uint64     `json:"session_counters,omitempty"`
 	DatagramCounters map[string]uint64     `json:"datagram_counters,omitempty"`
+	// Reverse are the reverse gateways (a TCP port to a LAN host's
+	// NetBIOS name) with their counters.
+	Reverse []session.ReverseInfo `json:"reverse,omitempty"`
 }
 
 var errNBTOff = errors.New("the NetBIOS services are not running")

@@ -139,6 +139,7 @@ type action struct {
 
 var actions = []*action{
 	{path: "/identity", form: "identity", view: "identity", fields: []string{"hostname", "nbt_name", "workgroup", "comment"}, run: setIdentity},
+	{path: "/netbios/reverse", form: "reverse", view: "netbios", fields: []string{"reverse_gateways"}, run: setReverse},
 	{path: "/domains/add", form: "domain-add", view: "domains", fields: []string{"domain", "alias_of"}, rename: map[string]string{"alias-of": "alias_of"},
 		run: func(ctx context.Context, c control.Caller, f map[string]string) (string, error) {
 			return "Domain " + f["domain"] + " added.", c.Call(ctx, control.OpDomainAdd, control.Args{"domain": f["domain"], "alias_of": f["alias_of"]}, nil)
@@ -430,10 +431,15 @@ func loadMessage(ctx context.Context, c control.Caller, r *http.Request) (any, e
 type netbiosData struct {
 	*control.NBTNames
 	Sess *control.NBTSessions
+	// Reverse is the reverse gateways setting, for its form.
+	Reverse string
 }
 
 func loadNetBIOS(ctx context.Context, c control.Caller, _ *http.Request) (any, error) {
 	d := &netbiosData{NBTNames: &control.NBTNames{}}
+	if cur, err := reverseValues(ctx, c); err == nil {
+		d.Reverse = cur["reverse_gateways"]
+	}
 	if err := c.Call(ctx, control.OpNBTNames, nil, d.NBTNames); err != nil {
 		return d, err
 	}

@@ -26,6 +26,9 @@ func (c *cli) nbtSessions() error {
 	fmt.Fprintln(tw, "\nCOUNTER\tVALUE\t\t\t\t\t")
 	printCounters(tw, "session ", doc.SessionCounters, "\t\t\t\t\t")
 	printCounters(tw, "datagram ", doc.DatagramCounters, "\t\t\t\t\t")
+	for _, r := range doc.Reverse {
+		printCounters(tw, "reverse "+r.Mapping+" ", r.Counters, "\t\t\t\t\t")
+	}
 	return tw.Flush()
 }
 
