@@ -192,7 +192,7 @@ func (s *nbtService) Reconfigure(cfg *config.Config) error {
 func namesOnly(a, b config.NBT) bool {
 	clear := func(c config.NBT) config.NBT {
 		c.Name, c.Workgroup, c.Comment = "", "", ""
-		c.NBTSessions, c.NBTBrowse = config.NBTSessions{}, config.NBTBrowse{}
+		c.NBTSessions, c.NBTBrowse, c.NBTDatagram = config.NBTSessions{}, config.NBTBrowse{}, config.NBTDatagram{}
 		return c
 	}
 	return a.Enabled && b.Enabled && reflect.DeepEqual(clear(a), clear(b))

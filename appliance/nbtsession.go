@@ -97,7 +97,9 @@ func (s *nbtService) startExtra(ns *nameservice.Server, claimed <-chan struct{})
 	// As the WINS server the box is also the NBDD of its clients: the
 	// group datagrams P-nodes send it go to the members in its table.
 	x.dgm = datagram.New(datagram.Config{Addr: addr, Broadcast: bcast, Holds: ns.Holds, Lookup: ns.Lookup,
-		Resolve: ns.Resolve, NBDD: s.cur.WINSServer, Members: ns.Members, Nodes: ns.Nodes, Log: log})
+		Resolve: ns.Resolve, NBDD: s.cur.WINSServer, Members: ns.Members, Nodes: ns.Nodes,
+		ReassemblyTimeout: s.cur.DatagramReassemblyTimeout.D(), MaxPending: s.cur.DatagramMaxPending,
+		MaxPendingBytes: s.cur.DatagramMaxPendingBytes, Log: log})
 	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
 		var serr error
 		c.Control(func(fd uintptr) {

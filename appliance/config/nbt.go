@@ -60,6 +60,8 @@ type NBT struct {
 	NBTSessions
 	// The browse announcements: see nbtbrowse.go.
 	NBTBrowse
+	// The datagram service's reassembly bounds: see nbtdatagram.go.
+	NBTDatagram
 }
 
 // DefaultNBT returns the NetBIOS defaults: the box's names and files
@@ -81,6 +83,7 @@ func DefaultNBT() NBT {
 		ChallengeTimeout:     Duration(nameservice.DefaultChallengeTimeout),
 		NBTSessions:          defaultNBTSessions(),
 		NBTBrowse:            defaultNBTBrowse(),
+		NBTDatagram:          defaultNBTDatagram(),
 	}
 }
 
@@ -163,5 +166,6 @@ func (s *NBT) validate(p string) Errors {
 	}
 	errs = append(errs, s.NBTSessions.validate(p, s.Scope)...)
 	errs = append(errs, s.NBTBrowse.validate(p)...)
+	errs = append(errs, s.NBTDatagram.validate(p)...)
 	return errs
 }
