@@ -44,6 +44,13 @@ func TestCLIWithServerRunningAndStopped(t *testing.T) {
 	if out := b.CLI("firmware", "status"); !strings.Contains(out, "version ") || !strings.Contains(out, "slot none") {
 		t.Errorf("firmware status off the firmware image: %q", out)
 	}
+	// A server that is not the box's init neither reboots nor switches
+	// off the machine it runs on.
+	for _, cmd := range []string{"reboot", "poweroff"} {
+		if out, err := b.CLITry("", cmd); err == nil || !strings.Contains(out, "not the box's init") {
+			t.Errorf("%s off the firmware image: %v %q", cmd, err, out)
+		}
+	}
 	if out := b.CLI("nbt", "names"); !strings.Contains(out, "off") {
 		t.Errorf("nbt names with nbt off: %q", out)
 	}

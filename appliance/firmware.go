@@ -57,14 +57,22 @@ const RebootDelay = time.Second
 // from a slot) it asks PID 1 to reboot with the signal appliance/boot
 // takes for a reboot (SIGTERM); PID 1 stops this process, syncs and
 // unmounts.
-func (s *supervisor) Reboot() error {
+func (s *supervisor) Reboot() error { return s.signalInit("reboot", unix.SIGTERM) }
+
+// PowerOff implements control.Live as Reboot does, with the signal
+// appliance/boot takes for a power-off (SIGUSR2).
+func (s *supervisor) PowerOff() error { return s.signalInit("poweroff", unix.SIGUSR2) }
+
+// signalInit sends PID 1 sig after RebootDelay, when this server is the
+// box's firmware (the child of PID 1, booted from a slot).
+func (s *supervisor) signalInit(what string, sig unix.Signal) error {
 	if os.Getenv(firmware.SlotEnv) == "" || os.Getppid() != 1 {
 		return control.ErrNotOnBox
 	}
-	s.log.Info("firmware: reboot asked", "in", RebootDelay)
+	s.log.Info("firmware: "+what+" asked", "in", RebootDelay)
 	time.AfterFunc(RebootDelay, func() {
-		if err := unix.Kill(1, unix.SIGTERM); err != nil {
-			s.log.Error("firmware: reboot", "err", err)
+		if err := unix.Kill(1, sig); err != nil {
+			s.log.Error("firmware: "+what, "err", err)
 		}
 	})
 	return nil

@@ -20,6 +20,9 @@ const (
 	// OpReboot stops the services and reboots the box (server only, on
 	// the box).
 	OpReboot = "reboot"
+	// OpPowerOff stops the services, writes everything to disk and
+	// switches the box off (server only, on the box).
+	OpPowerOff = "poweroff"
 )
 
 // FirmwareStatus is the running firmware and the boot partition's slots.
@@ -63,7 +66,7 @@ type FirmwareApplied struct {
 
 // ErrNotOnBox refuses an install or reboot when the server does not run
 // as the firmware of a box (PID 1 mode, booted from a slot).
-var ErrNotOnBox = errors.New("this server does not run from a firmware image (it is not the box's init): there is no boot partition to install into and nothing to reboot; on a development machine use \"concierge firmware apply -boot DIR FILE\"")
+var ErrNotOnBox = errors.New("this server does not run from a firmware image (it is not the box's init): there is no boot partition to install into and nothing to reboot or switch off; on a development machine use \"concierge firmware apply -boot DIR FILE\"")
 
 func init() {
 	register(map[string]opDef{
@@ -71,13 +74,19 @@ func init() {
 			return s.opt.Live.Firmware(), nil
 		}},
 		OpFirmwareApply: {args: []string{"path"}, run: (*Service).firmwareApply},
-		OpReboot: {live: true, run: func(s *Service, ctx context.Context, a Args) (any, error) {
-			if err := s.opt.Live.Reboot(); err != nil {
-				return nil, Errorf(CodeUnavailable, "%v", err)
-			}
-			return nil, nil
-		}},
+		OpReboot:        {live: true, run: stopBox(Live.Reboot)},
+		OpPowerOff:      {live: true, run: stopBox(Live.PowerOff)},
 	})
+}
+
+// stopBox is the op that reboots or switches off the box with how.
+func stopBox(how func(Live) error) func(*Service, context.Context, Args) (any, error) {
+	return func(s *Service, ctx context.Context, a Args) (any, error) {
+		if err := how(s.opt.Live); err != nil {
+			return nil, Errorf(CodeUnavailable, "%v", err)
+		}
+		return nil, nil
+	}
 }
 
 // firmwareApply verifies the bundle first (so that a damaged or foreign

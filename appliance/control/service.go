@@ -64,6 +64,9 @@ type Live interface {
 	// returned (so that the answer goes out); an error when the server
 	// is not the firmware of a box (ErrNotOnBox).
 	Reboot() error
+	// PowerOff stops the services and switches the box off, shortly
+	// after it returned; ErrNotOnBox as Reboot.
+	PowerOff() error
 	// CheckAdmin checks the admin password against hash through the
 	// login limiter and password check of mail logins.
 	CheckAdmin(ctx context.Context, hash, password string, ip netip.Addr) error

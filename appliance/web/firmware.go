@@ -71,17 +71,20 @@ func (s *Server) withUpload(r *http.Request, field string, fn func(path string) 
 	return fn(tmp.Name())
 }
 
-// firmwareReboot is the page's restart of the whole box (op reboot).
-func (s *Server) firmwareReboot(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), OpTimeout)
-	defer cancel()
-	if err := s.ctl.Call(ctx, control.OpReboot, nil, nil); err != nil {
-		p := s.loadPage(r, viewOf("firmware"))
-		p.Error = "The box cannot restart: " + err.Error()
-		s.render(w, r, http.StatusUnprocessableEntity, "firmware", &p.page)
-		return
+// firmwareStop is the page's restart or power-off of the whole box (op
+// reboot or poweroff), with the notice the admin sees.
+func (s *Server) firmwareStop(op, what, notice string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), OpTimeout)
+		defer cancel()
+		if err := s.ctl.Call(ctx, op, nil, nil); err != nil {
+			p := s.loadPage(r, viewOf("firmware"))
+			p.Error = "The box cannot do a " + what + ": " + err.Error()
+			s.render(w, r, http.StatusUnprocessableEntity, "firmware", &p.page)
+			return
+		}
+		s.log.Info("web: "+what+" asked", "ip", clientIP(r))
+		s.sessions.setNotice(sessionOf(r), notice)
+		http.Redirect(w, r, "/firmware", http.StatusSeeOther)
 	}
-	s.log.Info("web: reboot asked", "ip", clientIP(r))
-	s.sessions.setNotice(sessionOf(r), "The box is restarting. This page comes back in about a minute.")
-	http.Redirect(w, r, "/firmware", http.StatusSeeOther)
 }

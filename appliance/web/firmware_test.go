@@ -23,7 +23,7 @@ import (
 // box; the other methods of control.Live are not used by the page.
 type liveFirmware struct {
 	control.Live
-	rebooted bool
+	rebooted, poweredOff bool
 }
 
 func (l *liveFirmware) Firmware() control.FirmwareStatus {
@@ -32,7 +32,8 @@ func (l *liveFirmware) Firmware() control.FirmwareStatus {
 		{Slot: "A", Version: "test-1", Good: true},
 	}}
 }
-func (l *liveFirmware) Reboot() error { l.rebooted = true; return control.ErrNotOnBox }
+func (l *liveFirmware) Reboot() error   { l.rebooted = true; return control.ErrNotOnBox }
+func (l *liveFirmware) PowerOff() error { l.poweredOff = true; return control.ErrNotOnBox }
 func (l *liveFirmware) CheckAdmin(ctx context.Context, hash, password string, _ netip.Addr) error {
 	_, err := pwhash.Default.Verify(ctx, pwhash.Normal, hash, password)
 	return err
@@ -96,6 +97,10 @@ func TestFirmwarePageUpload(t *testing.T) {
 	f := c.get("/firmware").form(t, "/firmware", "firmware-reboot")
 	if r := c.post(f.action, f.values); r.status != http.StatusUnprocessableEntity || !strings.Contains(r.byClass("error"), "does not run from a firmware image") || !live.rebooted {
 		t.Errorf("restart off the box: %d %q (reboot asked: %v)", r.status, r.byClass("error"), live.rebooted)
+	}
+	f = c.get("/firmware").form(t, "/firmware", "firmware-poweroff")
+	if r := c.post(f.action, f.values); r.status != http.StatusUnprocessableEntity || !strings.Contains(r.byClass("error"), "nothing to reboot or switch off") || !live.poweredOff {
+		t.Errorf("power-off off the box: %d %q (power-off asked: %v)", r.status, r.byClass("error"), live.poweredOff)
 	}
 	// Bigger than a bundle can be: refused before it is read.
 	f = c.get("/firmware").form(t, "/firmware", "firmware-apply")

@@ -35,7 +35,8 @@ func (s *Server) routes() *http.ServeMux {
 	m.HandleFunc("POST /maintenance/restart", s.restartAction)
 	m.HandleFunc("POST /network", s.networkSet)
 	m.HandleFunc("POST /firmware/apply", s.firmwareApply)
-	m.HandleFunc("POST /firmware/reboot", s.firmwareReboot)
+	m.HandleFunc("POST /firmware/reboot", s.firmwareStop(control.OpReboot, "reboot", "The box is restarting. This page comes back in about a minute."))
+	m.HandleFunc("POST /firmware/poweroff", s.firmwareStop(control.OpPowerOff, "power-off", "The box is switching off. It comes back when its power button is pressed."))
 	return m
 }
 

@@ -59,7 +59,7 @@ func TestCrawlEveryPageRefusedWithoutLogin(t *testing.T) {
 		formIDs = append(formIDs, f.id)
 	}
 	for _, want := range []string{"logout", "identity", "domain-add", "domain-del", "catchall", "user-add", "user-del", "user-passwd",
-		"alias-add", "alias-del", "relay-add", "relay-del", "smarthost", "queue-retry", "queue-del", "queue-flush", "link-settings", "restore", "admin-passwd", "restart", "firmware-apply", "firmware-reboot"} {
+		"alias-add", "alias-del", "relay-add", "relay-del", "smarthost", "queue-retry", "queue-del", "queue-flush", "link-settings", "restore", "admin-passwd", "restart", "firmware-apply", "firmware-reboot", "firmware-poweroff"} {
 		if !slices.Contains(formIDs, want) {
 			t.Errorf("the crawler did not find form %s (found %v)", want, formIDs)
 		}

@@ -101,15 +101,16 @@ func (c *cli) firmwareApply(args []string) error {
 	return nil
 }
 
-// reboot is "reboot": the box stops its services and restarts (op
-// reboot; refused when the server is not the box's init).
-func (c *cli) reboot(args []string) error {
+// stopBox is "reboot" and "poweroff": the box stops its services and
+// restarts or switches off (op reboot or poweroff; refused when the
+// server is not the box's init).
+func (c *cli) stopBox(op, done string, args []string) error {
 	if err := nargs(args, 0, 0, "no arguments"); err != nil {
 		return err
 	}
-	if err := c.call(control.OpReboot, nil, nil); err != nil {
+	if err := c.call(op, nil, nil); err != nil {
 		return err
 	}
-	fmt.Fprintln(c.stdout, "the box is rebooting")
+	fmt.Fprintln(c.stdout, done)
 	return nil
 }

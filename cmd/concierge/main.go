@@ -54,6 +54,7 @@ Commands:
   admin passwd                        the setup page's password (from standard input)
   restart                             stop and start every service
   reboot                              stop the services and restart the box (on the box)
+  poweroff                            stop the services and switch the box off (on the box)
   firmware status | apply [-boot DIR] FILE | version   the firmware: slots, install an update for a trial boot
   wait KIND [--after N]               wait for an event: settings-applied, names-claimed
   check dns                           MX, addresses, reverse DNS, banner, port 25, relaying
@@ -126,7 +127,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case "restart":
 		err = c.restart(rest)
 	case "reboot":
-		err = c.reboot(rest)
+		err = c.stopBox(control.OpReboot, "the box is rebooting", rest)
+	case "poweroff":
+		err = c.stopBox(control.OpPowerOff, "the box is switching off", rest)
 	case "wait":
 		err = c.wait(rest)
 	case "firmware":
