@@ -31,16 +31,22 @@ func (s *Server) relay(d *wire.Datagram, msg []byte, src netip.AddrPort) {
 	} else {
 		to = s.cfg.Members(d.Dest)
 	}
-	sent := 0
+	targets := make([]netip.Addr, 0, min(len(to), s.cfg.MaxRelay))
 	for _, a := range to {
 		if a == src.Addr() || a == s.cfg.Addr || !a.Is4() {
 			continue
 		}
-		if sent == s.cfg.MaxRelay {
+		if len(targets) == s.cfg.MaxRelay {
+			// Counted before the copies go out, so that the counter
+			// is right by the time a member has its copy.
 			s.c.relayCut.Add(1)
 			s.log.Debug("nbdgm: relay fan-out cut", "dest", d.Dest.String(), "members", len(to), "max", s.cfg.MaxRelay)
 			break
 		}
+		targets = append(targets, a)
+	}
+	sent := 0
+	for _, a := range targets {
 		if err := s.sendRaw(msg, netip.AddrPortFrom(a, uint16(s.cfg.Port))); err != nil {
 			s.log.Debug("nbdgm: relay", "to", a.String(), "err", err)
 			continue
