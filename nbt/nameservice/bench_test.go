@@ -7,20 +7,27 @@ import (
 	"concierge/nbt/wire"
 )
 
-// BenchmarkHandleQuery measures the work per unicast query without I/O.
-func BenchmarkHandleQuery(b *testing.B) {
-	s, _ := New(Config{Name: "CONCIERGE", Workgroup: "WORKGROUP", WINS: true, RateLimit: -1})
+// queryFixture is a server whose names are claimed, a link, a unicast
+// query for one of its names and the query's source.
+func queryFixture(cfg Config) (*Server, *link, []byte, netip.AddrPort) {
+	cfg.Name, cfg.Workgroup, cfg.WINS = "CONCIERGE", "WORKGROUP", true
+	s, _ := New(cfg)
 	for _, o := range s.ownList() {
 		o.state.Store(stateActive)
 	}
 	l := &link{ifc: Interface{Addr: netip.MustParseAddr("10.0.0.1"), Prefixes: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24")}}, port: 137}
 	msg, _ := wire.NewQuery(1, wire.MustName("CONCIERGE", 0x20, ""), false, true).Pack()
-	src := netip.MustParseAddrPort("10.0.0.2:5000")
+	return s, l, msg, netip.MustParseAddrPort("10.0.0.2:5000")
+}
+
+// BenchmarkHandleQuery measures the work per unicast query without I/O.
+func BenchmarkHandleQuery(b *testing.B) {
+	s, l, msg, src := queryFixture(Config{RateLimit: -1})
 	n := 0
 	out := func(b []byte) error { n += len(b); return nil }
 	b.ReportAllocs()
 	for b.Loop() {
-		s.handle(l, src, false, msg, out, out)
+		s.handle(l, src, false, msg, s.cfg.now(), out, out)
 	}
 	if n == 0 {
 		b.Fatal("no answer")
@@ -65,7 +72,7 @@ func FuzzHandle(f *testing.F) {
 			}
 			return nil
 		}
-		s.handle(l, src, false, msg, out, func([]byte) error { return nil })
-		s.handle(l, src, true, msg, out, func([]byte) error { return nil })
+		s.handle(l, src, false, msg, s.cfg.now(), out, func([]byte) error { return nil })
+		s.handle(l, src, true, msg, s.cfg.now(), out, func([]byte) error { return nil })
 	})
 }

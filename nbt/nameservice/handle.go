@@ -9,16 +9,40 @@ import (
 	"net"
 	"net/netip"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"concierge/internal/spin"
 	"concierge/nbt/wire"
 )
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// scratch is the working memory of one message on the request path: the
+// parsed request and the answer to a query, whose arrays are used again
+// message after message, so that answering a query for one of the box's
+// names allocates nothing (BenchmarkHandleQuery).
+type scratch struct {
+	req, resp wire.Packet
+	es        []wire.NB
+}
+
+var scratchPool = sync.Pool{New: func() any { return &scratch{es: make([]wire.NB, 0, 4)} }}
+
+// clonePacket copies p's record slices (not the data they alias, as
+// wire.Parse would have returned it).
+func clonePacket(p *wire.Packet) *wire.Packet {
+	c := *p
+	c.Questions = slices.Clone(p.Questions)
+	c.Answers = slices.Clone(p.Answers)
+	c.Authority = slices.Clone(p.Authority)
+	c.Additional = slices.Clone(p.Additional)
+	return &c
+}
 
 // respond is how an answer goes back: a datagram to the source, or a
 // framed message on the TCP connection.
@@ -47,23 +71,21 @@ func (s *Server) readLoop(l *link) {
 			continue
 		}
 		direct := func(b []byte) error { return l.send(b, src) }
-		s.handleSafe(l, src, bcast, buf[:n], direct, direct)
+		s.handleSafe(l, src, bcast, buf[:n], s.cfg.now(), direct, direct)
 	}
 }
 
 // batchSize is how many datagrams one recvmmsg moves and how many
-// answers one sendmmsg carries (more go out one by one); spinFor is how
-// long a reader polls after its last answers before it sleeps.
+// answers one sendmmsg carries (more go out one by one). After its
+// answers are out a reader polls for the next requests or sleeps in the
+// poller as internal/spin decides.
 //
 // Measured with internal/bench/nbt: reading again for what arrived while
 // a batch was handled, before answering it, holds the answers back and
-// costs a third of the queries per second at 4 requesters; starting the
-// poll after the answers are sent rather than after the read matters
-// because sending can take longer than spinFor.
-const (
-	batchSize = 16
-	spinFor   = 50 * time.Microsecond
-)
+// costs a third of the queries per second at 4 requesters; the poll
+// starts after the answers are sent rather than after the read because
+// sending can take longer than the poll.
+const batchSize = 16
 
 // readBatches reads up to batchSize datagrams per system call and sends
 // the answers to all of them with one more.
@@ -80,32 +102,17 @@ func (s *Server) readBatches(l *link) {
 	}
 	in := newMmsgBatch(batchSize, wire.MaxUDP+1)
 	q := &answerQueue{l: l, out: newMmsgBatch(batchSize, wire.MaxUDP), oob: l.src.Marshal()}
-	now := q.add // one method value for every datagram
+	add := q.add // one method value for every datagram
 	bcastAll := netip.AddrFrom4([4]byte{255, 255, 255, 255})
-	var last time.Time // when the last answers went out
-	// serve handles n datagrams in in, queueing the answers in q.
-	serve := func(n int) {
-		for i := 0; i < n; i++ {
-			msg, src, dst, trunc := in.datagram(i)
-			if trunc || len(msg) > wire.MaxUDP || !src.IsValid() {
-				s.stats.malformed.Add(1)
-				continue
-			}
-			q.dst = src
-			s.handleSafe(l, src, dst == l.ifc.Broadcast || dst == bcastAll, msg, now, nil)
-		}
-	}
+	sp := spin.New()
 	for {
-		// Right after traffic, poll without sleeping for a moment: under
-		// load the next request is usually microseconds away, and waking
-		// a parked reader costs more than that.
 		flags := 0
-		if !last.IsZero() && time.Since(last) < spinFor {
+		if sp.Poll() {
 			flags = unix.MSG_DONTWAIT
 		}
 		n, err := in.recv(rc, flags)
 		if flags != 0 && errors.Is(err, unix.EAGAIN) {
-			continue
+			continue // polls again until spin.For is over, then sleeps
 		}
 		if err != nil {
 			if s.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
@@ -115,18 +122,25 @@ func (s *Server) readBatches(l *link) {
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
-		serve(n)
+		sp.Arrived()
+		now := s.cfg.now() // one clock reading for the batch
+		for i := range n {
+			msg, src, dst, trunc := in.datagram(i)
+			if trunc || len(msg) > wire.MaxUDP || !src.IsValid() {
+				s.stats.malformed.Add(1)
+				continue
+			}
+			q.dst = src
+			s.handleSafe(l, src, dst == l.ifc.Broadcast || dst == bcastAll, msg, now, add, nil)
+		}
 		if q.n > 0 {
 			if sent, err := q.out.send(rc, q.n); err != nil {
 				s.stats.sendErrors.Add(uint64(q.n - sent))
 				s.log.Debug("nbt: send", "err", err)
 			}
 			q.n = 0
+			sp.Answered()
 		}
-		// The spin starts when the answers are out: sending can take
-		// longer than the spin itself (the kernel delivers each answer
-		// on the way), and the next request follows the answers.
-		last = time.Now()
 	}
 }
 
@@ -152,9 +166,9 @@ func (q *answerQueue) add(b []byte) error {
 // handleSafe is handle for the read loops: a panic in handling one
 // message is logged with its stack and counted, and only that message is
 // lost; the loop goes on with the next one.
-func (s *Server) handleSafe(l *link, src netip.AddrPort, bcast bool, msg []byte, out, later respond) {
+func (s *Server) handleSafe(l *link, src netip.AddrPort, bcast bool, msg []byte, now time.Time, out, later respond) {
 	defer s.recoverPanic("udp", src.Addr())
-	s.handle(l, src, bcast, msg, out, later)
+	s.handle(l, src, bcast, msg, now, out, later)
 }
 
 // recoverPanic, deferred at the top of a handler, ends a panic there: it
@@ -166,10 +180,10 @@ func (s *Server) recoverPanic(where string, src netip.Addr) {
 	}
 }
 
-// handle processes one message from src that arrived on l. Answers go out
+// handle processes one message from src that arrived on l at now. Answers go out
 // through out while handle runs, and through later after it returned
 // (the end of a challenge); a nil later sends datagrams to src.
-func (s *Server) handle(l *link, src netip.AddrPort, bcast bool, msg []byte, out, later respond) {
+func (s *Server) handle(l *link, src netip.AddrPort, bcast bool, msg []byte, now time.Time, out, later respond) {
 	a := src.Addr()
 	if s.isOwnAddr(a) && src.Port() == uint16(l.port) {
 		return // our own broadcast, looped back
@@ -178,21 +192,28 @@ func (s *Server) handle(l *link, src netip.AddrPort, bcast bool, msg []byte, out
 		s.stats.remote.Add(1)
 		return
 	}
-	now := s.cfg.now()
 	if !s.rate.allow(a, now) {
 		s.stats.rateLimited.Add(1)
 		return
 	}
-	p, err := wire.Parse(msg)
-	if err != nil {
+	sc := scratchPool.Get().(*scratch)
+	defer scratchPool.Put(sc)
+	p := &sc.req
+	if err := wire.ParseInto(p, msg); err != nil {
 		s.stats.malformed.Add(1)
 		s.log.Debug("nbt: malformed packet dropped", "src", src, "err", err)
 		return
 	}
+	k := p.Kind()
+	if k != wire.KindQueryRequest && k != wire.KindNodeStatusRequest {
+		// Everything but the two read-only requests may outlive this
+		// call (a response handed to the request waiting for it, a
+		// registration being challenged): give it arrays of its own.
+		p = clonePacket(p)
+	}
 	if s.cfg.onPacket != nil {
 		s.cfg.onPacket(p)
 	}
-	k := p.Kind()
 	s.stats.rxOpcode[p.Opcode&0xf].Add(1)
 	s.stats.rxKind[k].Add(1)
 	if k == wire.KindUnknown {
@@ -214,7 +235,7 @@ func (s *Server) handle(l *link, src netip.AddrPort, bcast bool, msg []byte, out
 	}
 	switch k {
 	case wire.KindQueryRequest:
-		s.query(l, p, bcast, now, out)
+		s.query(l, p, bcast, now, out, sc)
 	case wire.KindNodeStatusRequest:
 		s.status(l, p, bcast, out)
 	case wire.KindRegistrationRequest, wire.KindRefreshRequest, wire.KindMultiHomedRequest:
@@ -282,11 +303,11 @@ func (s *Server) sendPacket(l *link, p *wire.Packet, dst netip.AddrPort) {
 // query answers a NAME QUERY REQUEST (RFC 1002 4.2.12 to 4.2.14), for
 // our names and as NBNS. Broadcast queries are answered only for our own names
 // and never negatively.
-func (s *Server) query(l *link, p *wire.Packet, bcast bool, now time.Time, out respond) {
+func (s *Server) query(l *link, p *wire.Packet, bcast bool, now time.Time, out respond, sc *scratch) {
 	n := p.Questions[0].Name
 	ttl := ttlSeconds(s.cfg.NameTTL)
 	if o := s.findOwn(n); o != nil && o.state.Load() == stateActive {
-		es := []wire.NB{{Flags: o.flags(), Addr: l.ifc.Addr}}
+		es := append(sc.es[:0], wire.NB{Flags: o.flags(), Addr: l.ifc.Addr})
 		if o.group && !bcast && s.cfg.WINS {
 			if more, _, ok := s.table.lookup(n, now); ok {
 				for _, e := range more {
@@ -296,7 +317,9 @@ func (s *Server) query(l *link, p *wire.Packet, bcast bool, now time.Time, out r
 				}
 			}
 		}
-		s.send(wire.NewPositiveQuery(p, ttl, !bcast && s.cfg.WINS, es...), out)
+		sc.es = es[:0]
+		sc.resp.SetPositiveQuery(p, ttl, !bcast && s.cfg.WINS, es...)
+		s.send(&sc.resp, out)
 		return
 	}
 	if bcast {
@@ -634,7 +657,7 @@ func (s *Server) serveTCP(l *link, c net.Conn, src netip.AddrPort) {
 		}
 		// Each message gets its own copy: a challenge answers later.
 		msg := append([]byte(nil), buf[:n]...)
-		s.handle(l, src, false, msg, out, out)
+		s.handle(l, src, false, msg, s.cfg.now(), out, out)
 	}
 }
 

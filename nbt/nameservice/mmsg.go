@@ -55,8 +55,15 @@ func newMmsgBatch(n, bufSize int) *mmsgBatch {
 		b.hs[i].hdr.SetIovlen(1)
 		b.hs[i].hdr.Name = (*byte)(unsafe.Pointer(&b.addr[i]))
 	}
+	// Both calls enter the kernel as raw system calls: the socket is
+	// non-blocking (the runtime's poller does the waiting), so neither
+	// sleeps there, and a raw call skips the scheduler's bookkeeping
+	// around it, which woke the runtime's monitor thread on nearly every
+	// call and let it hand the reader's P to another thread while a
+	// sendmmsg delivered its answers (about a tenth of the reader's CPU
+	// at one requester, internal/bench/nbt).
 	b.recvFn = func(fd uintptr) bool {
-		r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.hs[b.off])), uintptr(b.count), uintptr(b.flags), 0, 0)
+		r, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.hs[b.off])), uintptr(b.count), uintptr(b.flags), 0, 0)
 		if e == unix.EAGAIN && b.flags&unix.MSG_DONTWAIT == 0 {
 			return false // wait in the poller
 		}
@@ -64,7 +71,7 @@ func newMmsgBatch(n, bufSize int) *mmsgBatch {
 		return true
 	}
 	b.sendFn = func(fd uintptr) bool {
-		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&b.hs[b.off])), uintptr(b.count), 0, 0, 0)
+		r, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&b.hs[b.off])), uintptr(b.count), 0, 0, 0)
 		if e == unix.EAGAIN {
 			return false
 		}

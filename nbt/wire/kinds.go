@@ -240,12 +240,26 @@ func NewReleaseResponse(req *Packet, rcode uint8) *Packet {
 // copies RD from the request and sets RA when the answer comes from an
 // NBNS.
 func NewPositiveQuery(req *Packet, ttl uint32, nbns bool, es ...NB) *Packet {
+	p := new(Packet)
+	p.SetPositiveQuery(req, ttl, nbns, es...)
+	return p
+}
+
+// SetPositiveQuery makes p the packet NewPositiveQuery returns, reusing
+// the arrays of p's answer slice and record data, so that a server that
+// answers into the same Packet allocates nothing per answer.
+func (p *Packet) SetPositiveQuery(req *Packet, ttl uint32, nbns bool, es ...NB) {
 	f := uint8(FlagAA) | req.Flags&FlagRD
 	if nbns {
 		f |= FlagRA
 	}
-	return &Packet{Header: Header{ID: req.ID, Response: true, Opcode: OpQuery, Flags: f},
-		Answers: []Resource{nbRR(req.Questions[0].Name, ttl, es...)}}
+	var data []byte
+	if cap(p.Answers) > 0 {
+		data = p.Answers[:1][0].Data[:0]
+	}
+	*p = Packet{Header: Header{ID: req.ID, Response: true, Opcode: OpQuery, Flags: f},
+		Answers: append(p.Answers[:0], Resource{Name: req.Questions[0].Name, Type: TypeNB, Class: ClassIN, TTL: ttl,
+			Data: AppendNB(data, es...)})}
 }
 
 // NewNegativeQuery is a NEGATIVE NAME QUERY RESPONSE (4.2.14): one NULL

@@ -134,50 +134,60 @@ type Packet struct {
 // Parse decodes a name service message. Bytes after the last record are
 // ignored. Data slices alias msg.
 func Parse(msg []byte) (*Packet, error) {
+	p := new(Packet)
+	if err := ParseInto(p, msg); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// ParseInto decodes a name service message into p as Parse does, reusing
+// the arrays of p's record slices: a server that parses every datagram
+// into the same Packet allocates nothing per message. p holds only what
+// msg held, and its slices change at the next ParseInto into it.
+func ParseInto(p *Packet, msg []byte) error {
 	if len(msg) < headerLen {
-		return nil, fmt.Errorf("%w: %d bytes of header", ErrShort, len(msg))
+		return fmt.Errorf("%w: %d bytes of header", ErrShort, len(msg))
 	}
 	if len(msg) > MaxTCP {
-		return nil, fmt.Errorf("%w: %d bytes", ErrTooLong, len(msg))
+		return fmt.Errorf("%w: %d bytes", ErrTooLong, len(msg))
 	}
-	p := &Packet{Header: headerFromWord(binary.BigEndian.Uint16(msg), binary.BigEndian.Uint16(msg[2:]))}
+	*p = Packet{Header: headerFromWord(binary.BigEndian.Uint16(msg), binary.BigEndian.Uint16(msg[2:])),
+		Questions: p.Questions[:0], Answers: p.Answers[:0], Authority: p.Authority[:0], Additional: p.Additional[:0]}
 	qd := int(binary.BigEndian.Uint16(msg[4:]))
 	an := int(binary.BigEndian.Uint16(msg[6:]))
 	ns := int(binary.BigEndian.Uint16(msg[8:]))
 	ar := int(binary.BigEndian.Uint16(msg[10:]))
 	if qd+an+ns+ar > MaxRecords {
-		return nil, fmt.Errorf("%w: %d", ErrTooMany, qd+an+ns+ar)
+		return fmt.Errorf("%w: %d", ErrTooMany, qd+an+ns+ar)
 	}
 	off := headerLen
-	if qd > 0 {
-		p.Questions = make([]Question, 0, qd)
-	}
 	for i := 0; i < qd; i++ {
 		n, next, err := readName(msg, off)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if next+4 > len(msg) {
-			return nil, fmt.Errorf("%w: question at %d", ErrShort, off)
+			return fmt.Errorf("%w: question at %d", ErrShort, off)
 		}
 		p.Questions = append(p.Questions, Question{Name: n,
 			Type: binary.BigEndian.Uint16(msg[next:]), Class: binary.BigEndian.Uint16(msg[next+2:])})
 		off = next + 4
 	}
 	var err error
-	for _, s := range []struct {
+	for _, s := range [...]struct {
 		n   int
 		dst *[]Resource
 	}{{an, &p.Answers}, {ns, &p.Authority}, {ar, &p.Additional}} {
 		for i := 0; i < s.n; i++ {
 			var r Resource
 			if r, off, err = readResource(msg, off); err != nil {
-				return nil, err
+				return err
 			}
 			*s.dst = append(*s.dst, r)
 		}
 	}
-	return p, nil
+	return nil
 }
 
 func readResource(msg []byte, off int) (Resource, int, error) {
@@ -247,28 +257,41 @@ func (p *Packet) Append(b []byte) ([]byte, error) {
 // Pack encodes p into a new slice.
 func (p *Packet) Pack() ([]byte, error) { return p.Append(make([]byte, 0, 128)) }
 
-// packer remembers where names were written for whole-name compression.
+// packer remembers where names were written for whole-name compression:
+// the first few in an array of its own, which covers every packet the
+// name service sends without an allocation, the rest in a slice.
 type packer struct {
 	start int
-	seen  []struct {
-		n   Name
-		off int
-	}
+	first [4]packedName
+	n     int // entries of first in use
+	more  []packedName
+}
+
+type packedName struct {
+	n   Name
+	off int
 }
 
 func (pk *packer) name(b []byte, n Name) ([]byte, error) {
-	for _, s := range pk.seen {
+	for _, s := range pk.first[:pk.n] {
+		if s.n.Label == n.Label && s.n.Scope == n.Scope {
+			return binary.BigEndian.AppendUint16(b, 0xc000|uint16(s.off)), nil
+		}
+	}
+	for _, s := range pk.more {
 		if s.n.Label == n.Label && s.n.Scope == n.Scope {
 			return binary.BigEndian.AppendUint16(b, 0xc000|uint16(s.off)), nil
 		}
 	}
 	off := len(b) - pk.start
 	b, err := appendName(b, n)
-	if err == nil && off < 0x3fff && len(pk.seen) < MaxRecords {
-		pk.seen = append(pk.seen, struct {
-			n   Name
-			off int
-		}{n, off})
+	switch {
+	case err != nil || off >= 0x3fff:
+	case pk.n < len(pk.first):
+		pk.first[pk.n] = packedName{n, off}
+		pk.n++
+	case len(pk.more) < MaxRecords:
+		pk.more = append(pk.more, packedName{n, off})
 	}
 	return b, err
 }

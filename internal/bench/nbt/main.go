@@ -48,6 +48,7 @@ var (
 	binFlag  = flag.String("bin", "", "concierge binary to run (default: build ./cmd/concierge)")
 	ceiling  = flag.Bool("ceiling", false, "replace nmbd by ./internal/bench/nbt/ceiling, which echoes each query back: the most any server gets here")
 	nmbdWINS = flag.Bool("nmbd-wins", false, "run nmbd as a WINS server (wins support = yes)")
+	vsFlag   = flag.String("vs", "", "run this second concierge binary in nmbd's place (to compare two builds on the same runs)")
 )
 
 const (
@@ -156,21 +157,25 @@ func run() error {
 	// concierge's RSS with nbt off, then both servers up side by side
 	// (each on its own host, under its own name); only the one under
 	// load does any work.
-	base, err := startConcierge(bin, filepath.Join(work, "off"), boxNS, false)
+	base, err := startConcierge(bin, filepath.Join(work, "off"), boxNS, boxName, false)
 	if err != nil {
 		return err
 	}
 	time.Sleep(time.Second)
 	rssOff := rss(base.Process.Pid)
 	stop(base)
-	box, err := startConcierge(bin, filepath.Join(work, "on"), boxNS, true)
+	box, err := startConcierge(bin, filepath.Join(work, "on"), boxNS, boxName, true)
 	if err != nil {
 		return err
 	}
 	defer stop(box)
 	var nmbd *exec.Cmd
 	anchor := "nmbd"
-	if *ceiling {
+	switch {
+	case *vsFlag != "":
+		anchor = "vs"
+		nmbd, err = startConcierge(*vsFlag, filepath.Join(work, "vs"), nmbdNS, nmbdName, true)
+	case *ceiling:
 		anchor = "ceiling"
 		cb := filepath.Join(work, "ceiling")
 		if out, err := exec.Command("go", "build", "-o", cb, "./internal/bench/nbt/ceiling").CombinedOutput(); err != nil {
@@ -179,7 +184,7 @@ func run() error {
 		nmbd = exec.Command("ip", "netns", "exec", nmbdNS, cb)
 		nmbd.Stderr = os.Stderr
 		err = nmbd.Start()
-	} else {
+	default:
 		nmbd, err = startNmbd(filepath.Join(work, "nmbd"), nmbdNS)
 	}
 	if err != nil {
@@ -289,14 +294,14 @@ func lanSetup(sw string, hosts map[string]string) error {
 	return nil
 }
 
-func startConcierge(bin, data, ns string, nbt bool) (*exec.Cmd, error) {
+func startConcierge(bin, data, ns, name string, nbt bool) (*exec.Cmd, error) {
 	if err := os.MkdirAll(data, 0o700); err != nil {
 		return nil, err
 	}
 	for _, kv := range [][2]string{
 		{"smtp.mx_listen", ""}, {"smtp.submission_listen", ""}, {"smtp.submission_tls_listen", ""},
 		{"pop3.listen", ""}, {"pop3.tls_listen", ""}, {"hostname", "bench.example.test"},
-		{"nbt.enabled", strconv.FormatBool(nbt)}, {"nbt.interfaces", "eth0"}, {"nbt.name", boxName}, {"nbt.workgroup", workgrp},
+		{"nbt.enabled", strconv.FormatBool(nbt)}, {"nbt.interfaces", "eth0"}, {"nbt.name", name}, {"nbt.workgroup", workgrp},
 		// The load comes from one address: lift the per-source limit
 		// (its check still runs for every packet).
 		{"nbt.rate_limit", "10000000"}, {"nbt.rate_burst", "10000000"},

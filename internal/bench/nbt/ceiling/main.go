@@ -1,7 +1,8 @@
 // Command ceiling answers every datagram on 137/udp with the datagram
 // itself, the response bit set: the least work a name server can do per
 // query, with the same batched reads and writes as concierge (recvmmsg,
-// sendmmsg, a short poll after each answer). The nbt benchmark runs it in
+// sendmmsg, the same choice between polling and sleeping after each
+// answer, internal/spin). The nbt benchmark runs it in
 // nmbd's place with -ceiling, to show what the machine, the network path
 // and the load generator allow whatever the server.
 package main
@@ -10,10 +11,11 @@ import (
 	"errors"
 	"log"
 	"net"
-	"time"
 
 	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
+
+	"concierge/internal/spin"
 )
 
 func main() {
@@ -29,10 +31,10 @@ func main() {
 		in[i].Buffers = [][]byte{make([]byte, 1500)}
 		out[i].Buffers = [][]byte{nil}
 	}
-	var last time.Time
+	sp := spin.New()
 	for {
 		flags := 0
-		if time.Since(last) < 50*time.Microsecond {
+		if sp.Poll() {
 			flags = unix.MSG_DONTWAIT
 		}
 		n, err := pc.ReadBatch(in, flags)
@@ -42,6 +44,7 @@ func main() {
 		if err != nil {
 			log.Fatal(err)
 		}
+		sp.Arrived()
 		for i := range n {
 			b := in[i].Buffers[0][:in[i].N]
 			if len(b) > 2 {
@@ -57,6 +60,6 @@ func main() {
 			}
 			sent += k
 		}
-		last = time.Now()
+		sp.Answered()
 	}
 }

@@ -1,0 +1,5 @@
+//go:build !race
+
+package nameservice
+
+const raceEnabled = false
