@@ -1,13 +1,14 @@
 package appliance
 
 import (
-	"errors"
+	"context"
 	"log/slog"
 	"os"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"concierge/appliance/config"
 	"concierge/appliance/control"
 	"concierge/internal/firmware"
 )
@@ -29,21 +30,16 @@ func firmwareStatus() control.FirmwareStatus {
 	return st
 }
 
-// markSlotGood is called once every service started: a firmware on trial
-// (the first boot after an update) becomes the one that keeps booting.
-// Without the mark, the next boot returns to the slot it was updated from.
-func markSlotGood(log *slog.Logger) {
+// markSlotGood runs once every service started: on the box, a firmware
+// on trial (the first boot after an update) becomes the one that keeps
+// booting once its services answer (health.go). Without the mark, the
+// next boot returns to the slot it was updated from.
+func markSlotGood(ctx context.Context, log *slog.Logger, cfg *config.Config) {
 	slot := os.Getenv(firmware.SlotEnv)
 	if slot == "" {
 		return // not on the box
 	}
-	switch err := firmware.MarkGood(firmware.BootMount, slot); {
-	case err == nil:
-		log.Info("firmware: the new firmware is up; slot marked good", "slot", slot, "version", firmware.Version)
-	case errors.Is(err, firmware.ErrNotTrial):
-	default:
-		log.Error("firmware: marking the slot good", "slot", slot, "err", err)
-	}
+	go markGoodWhenHealthy(ctx, log, firmware.BootMount, slot, healthProbes(cfg), HealthDeadline)
 }
 
 // Firmware implements control.Live.

@@ -112,6 +112,7 @@ func TestImage(t *testing.T) {
 		return
 	}
 	t.Run("update", func(t *testing.T) { updateImage(t, root, cache, filepath.Join(out1, "concierge"), disk, b) })
+	t.Run("acpi power button", func(t *testing.T) { acpiPowerOff(t, filepath.Join(out1, "disk.img")) })
 }
 
 // bootImage boots a copy of img and returns the copy.

@@ -45,7 +45,8 @@ type vm struct {
 	start   time.Time
 }
 
-func startVM(t *testing.T, disk, memory string) *vm {
+// startVM boots disk; extra are more QEMU arguments (a monitor).
+func startVM(t *testing.T, disk, memory string, extra ...string) *vm {
 	t.Helper()
 	vmCount++
 	v := &vm{t: t, ns: fmt.Sprintf("cimg%d-%d", os.Getpid(), vmCount), exited: make(chan struct{})}
@@ -65,6 +66,7 @@ func startVM(t *testing.T, disk, memory string) *vm {
 	v.cmd = exec.Command("ip", "netns", "exec", v.ns, "qemu-system-x86_64", "-accel", "tcg", "-m", memory,
 		"-nographic", "-bios", ovmf,
 		"-drive", "file="+disk+",format=raw,if=virtio,cache=writethrough", "-nic", nic)
+	v.cmd.Args = append(v.cmd.Args, extra...)
 	out, err := v.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -60,6 +60,7 @@ func Main() int {
 	cmdline := readCmdline()
 	log.Info("boot: concierge init starting", "version", firmware.Version, "slot", cmdline["concierge.slot"])
 	loadModules(log)
+	go watchPowerButton(log)
 	if err := mountData(log); err != nil {
 		log.Error("boot: data partition", "err", err)
 	}
@@ -172,10 +173,19 @@ func mountData(log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("%w; settings and mail will not survive a reboot", err)
 	}
+	// Read before the mount (which sets it again): whether the last
+	// boot left the journal to replay.
+	sb, err := readExt4Dev(dev)
+	if err != nil {
+		return fmt.Errorf("%s: %w; settings and mail will not survive a reboot", dev, err)
+	}
+	if sb.NeedsRecovery {
+		log.Warn("boot: the data partition was not unmounted cleanly; the kernel replays its journal", "dev", dev)
+	}
 	if err := unix.Mount(dev, PermDir, "ext4", unix.MS_NOATIME|unix.MS_NODEV|unix.MS_NOSUID, "data=ordered"); err != nil {
 		return fmt.Errorf("mount %s: %w; settings and mail will not survive a reboot", dev, err)
 	}
-	log.Info("boot: data partition mounted", "dev", dev, "dir", PermDir)
+	log.Info("boot: data partition mounted", "dev", dev, "dir", PermDir, "clean", !sb.NeedsRecovery)
 	return os.MkdirAll(DataDir, 0o700)
 }
 
@@ -295,6 +305,9 @@ const (
 	actPowerOff action = "poweroff"
 )
 
+// powerOffSignal is what a press of the power button sends PID 1.
+const powerOffSignal = unix.SIGUSR2
+
 // actionOf maps the signals of busybox's init: SIGTERM and SIGINT
 // (Ctrl-Alt-Del) reboot, SIGUSR1 and SIGUSR2 power off.
 func actionOf(s syscall.Signal) action {
@@ -304,16 +317,25 @@ func actionOf(s syscall.Signal) action {
 	return actReboot
 }
 
+// UnmountedLine is logged when the data and boot partitions were
+// unmounted before a reboot or power off.
+const UnmountedLine = "boot: file systems unmounted cleanly"
+
 // shutdown syncs, unmounts and reboots or powers off.
 func shutdown(log *slog.Logger, a action) {
 	unix.Sync()
+	clean := true
 	for _, d := range []string{BootDir, PermDir} {
 		if err := unix.Unmount(d, 0); err != nil && !errors.Is(err, unix.EINVAL) {
 			log.Warn("boot: unmount", "dir", d, "err", err)
 			unix.Mount("", d, "", unix.MS_REMOUNT|unix.MS_RDONLY, "")
+			clean = false
 		}
 	}
 	unix.Sync()
+	if clean {
+		log.Info(UnmountedLine)
+	}
 	log.Info("boot: " + string(a))
 	cmd := unix.LINUX_REBOOT_CMD_RESTART
 	if a == actPowerOff {

@@ -39,6 +39,7 @@ var wantedModules = []string{
 	"ahci", "nvme", "sd_mod",
 	"ext4", "crc32c_generic", "crc32c_intel",
 	"vfat", "nls_cp437", "nls_ascii", "nls_utf8",
+	"button", "evdev", // the ACPI power button, read by PID 1 as a key event
 }
 
 // Module names that may be built in or absent in another kernel.
