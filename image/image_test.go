@@ -21,9 +21,10 @@ import (
 const (
 	ovmf = "/usr/share/ovmf/OVMF.fd"
 	// vmMemory: the firmware runs in 128 MB (direct kernel boot), but
-	// through OVMF the kernel's EFI stub stops with #UD up to 152 MB and
-	// boots from 160 MB (measured; see docs/firmware.md); 192 leaves a
-	// margin.
+	// through OVMF the boot stops in the firmware up to 152 MB and
+	// succeeds from 160 MB: Debian's kernel decompresses itself into a
+	// 64 MiB buffer while OVMF still holds ~49 MiB (measured; see
+	// docs/firmware.md). 192 leaves a margin.
 	vmMemory = "192"
 	// bootDeadline is acceptance 2's bound from QEMU start to every
 	// service answering.
