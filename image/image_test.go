@@ -111,6 +111,7 @@ func TestImage(t *testing.T) {
 	if !t.Run("boot", func(t *testing.T) { disk = bootImage(t, filepath.Join(out1, "disk.img"), vmDir) }) || disk == "" {
 		return
 	}
+	t.Run("power cut", func(t *testing.T) { powerCut(t, filepath.Join(out1, "disk.img")) })
 	t.Run("update", func(t *testing.T) { updateImage(t, root, cache, filepath.Join(out1, "concierge"), disk, b) })
 }
 
