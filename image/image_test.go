@@ -40,7 +40,9 @@ const (
 // same bytes, that the bundle verifies and that a damaged bundle or one
 // signed with another key is refused (acceptance 1); then it boots the
 // disk image in QEMU and reaches SMTP, POP3, the setup page and NetBIOS
-// through forwarded ports within 60 s (acceptance 2).
+// through forwarded ports within 60 s (acceptance 2). The subtests
+// "power cut" (powercut_test.go, acceptance 5) and "update"
+// (update_test.go) boot copies of the same image.
 func TestImage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and boots the firmware image (-short)")
@@ -112,6 +114,7 @@ func TestImage(t *testing.T) {
 	if !t.Run("boot", func(t *testing.T) { disk = bootImage(t, filepath.Join(out1, "disk.img"), vmDir) }) || disk == "" {
 		return
 	}
+	t.Run("power cut", func(t *testing.T) { powerCut(t, filepath.Join(out1, "disk.img")) })
 	t.Run("update", func(t *testing.T) { updateImage(t, root, cache, filepath.Join(out1, "concierge"), disk, b) })
 	t.Run("acpi power button", func(t *testing.T) { acpiPowerOff(t, filepath.Join(out1, "disk.img")) })
 }
