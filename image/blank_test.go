@@ -1,6 +1,7 @@
 package image_test
 
 import (
+	"bytes"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -17,24 +18,13 @@ import (
 // file system template, mounts it on /perm and grows it to the
 // partition; the services run with their data there. The first-run
 // setup made on the page is still there after "Restart the box" on the
-// firmware page, and the second boot formats and grows nothing.
+// firmware page, and the second boot formats and grows nothing. A data
+// partition with one byte that is not zero is never written: the box
+// runs on tmpfs and the console says why.
 func blankData(t *testing.T, img string) {
 	image := filepath.Join(t.TempDir(), "disk.img")
 	copyFile(t, img, image)
-	f, err := os.OpenFile(image, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	off, size, err := disk.Find(f, firmware.DataPartition)
-	if err == nil {
-		_, err = f.WriteAt(make([]byte, size), off)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	size := fillData(t, image, nil)
 
 	v := startVM(t, image, vmMemory)
 	v.waitLines(readyLine, 1, slowBootDeadline)
@@ -74,4 +64,66 @@ func blankData(t *testing.T, img string) {
 	if sb := dataSuper(t, image); sb.Bytes != size {
 		t.Errorf("the data file system has %d bytes; want the partition's %d", sb.Bytes, size)
 	}
+
+	// Not blank: one byte that is not zero, 4 KiB in. The box runs on
+	// tmpfs, says why, and leaves the partition as it was.
+	copyFile(t, img, image)
+	junk := make([]byte, size)
+	junk[4096] = 0x42
+	fillData(t, image, junk)
+	v = startVM(t, image, vmMemory)
+	v.waitLines(readyLine, 1, slowBootDeadline)
+	c = v.console.String()
+	v.stop()
+	line := consoleLine(c, "not formatted")
+	if line == "" || !strings.Contains(line, "will not survive a reboot") || strings.Contains(c, boot.FormattedLine) {
+		t.Errorf("a data partition that is not blank: the console does not say it stays unformatted on tmpfs; console:\n%s", tail(c))
+	}
+	t.Logf("%s", line)
+	if got := readData(t, image); !bytes.Equal(got, junk) {
+		t.Error("the data partition that was not blank was written to")
+	}
+}
+
+// fillData writes data (zeros when nil) over the data partition of the
+// disk image and returns the partition's size.
+func fillData(t *testing.T, image string, data []byte) int64 {
+	t.Helper()
+	f, err := os.OpenFile(image, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	off, size, err := disk.Find(f, firmware.DataPartition)
+	if err == nil {
+		if data == nil {
+			data = make([]byte, size)
+		}
+		_, err = f.WriteAt(data, off)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return size
+}
+
+// readData reads the data partition of the disk image.
+func readData(t *testing.T, image string) []byte {
+	t.Helper()
+	f, err := os.Open(image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	off, size, err := disk.Find(f, firmware.DataPartition)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, size)
+	if _, err := f.ReadAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

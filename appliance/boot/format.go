@@ -63,11 +63,11 @@ func prepareData(log *slog.Logger, dev, template string) (Ext4Super, error) {
 	}
 	defer f.Close()
 	if err := checkBlank(f, size); err != nil {
-		return sb, fmt.Errorf("%s has no ext4 file system and is not blank (%w): it may hold a damaged one, so it is not formatted", dev, err)
+		return sb, fmt.Errorf("no ext4 file system, and not blank (%w): it may hold a damaged one, so it is not formatted", err)
 	}
 	n, err := writeTemplate(f, size, template)
 	if err != nil {
-		return sb, fmt.Errorf("formatting %s: %w", dev, err)
+		return sb, fmt.Errorf("formatting: %w", err)
 	}
 	log.Info(FormattedLine, "dev", dev, "bytes", n)
 	return ReadExt4Super(f)
