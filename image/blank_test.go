@@ -2,6 +2,7 @@ package image_test
 
 import (
 	"bytes"
+	"io"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -112,18 +113,26 @@ func fillData(t *testing.T, image string, data []byte) int64 {
 // readData reads the data partition of the disk image.
 func readData(t *testing.T, image string) []byte {
 	t.Helper()
+	r := openData(t, image)
+	b := make([]byte, r.Size())
+	if _, err := r.ReadAt(b, 0); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// openData opens the data partition of a disk image (found in its GPT)
+// for reading until the test ends.
+func openData(t *testing.T, image string) *io.SectionReader {
+	t.Helper()
 	f, err := os.Open(image)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	t.Cleanup(func() { f.Close() })
 	off, size, err := disk.Find(f, firmware.DataPartition)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := make([]byte, size)
-	if _, err := f.ReadAt(b, off); err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return io.NewSectionReader(f, off, size)
 }
