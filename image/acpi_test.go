@@ -4,17 +4,13 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"concierge/appliance/boot"
-	"concierge/image/disk"
-	"concierge/internal/firmware"
 )
 
 // powerOffBound bounds the time from the button press to QEMU's exit: PID
@@ -112,16 +108,7 @@ func qmpCommand(sock, cmd string) error {
 // image (found in its GPT).
 func dataSuper(t *testing.T, image string) boot.Ext4Super {
 	t.Helper()
-	f, err := os.Open(image)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	off, size, err := disk.Find(f, firmware.DataPartition)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sb, err := boot.ReadExt4Super(io.NewSectionReader(f, off, size))
+	sb, err := boot.ReadExt4Super(openData(t, image))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -164,9 +164,11 @@ func findPartition(name string) (string, error) {
 	}
 }
 
-// mountData mounts the data partition on PermDir. Without one (a box
-// booted from the bundle alone), PermDir stays on the initramfs's tmpfs
-// and nothing survives a reboot, which the log says.
+// mountData mounts the data partition on PermDir, formatting it first
+// when it is blank and growing the file system to the partition after.
+// Without one (a box booted from the bundle alone), or with one that has
+// no ext4 and is not blank, or that does not mount, PermDir stays on the
+// initramfs's tmpfs and nothing survives a reboot, which the log says.
 func mountData(log *slog.Logger) error {
 	os.MkdirAll(PermDir, 0o755)
 	dev, err := findPartition(dataPartition)
@@ -174,8 +176,8 @@ func mountData(log *slog.Logger) error {
 		return fmt.Errorf("%w; settings and mail will not survive a reboot", err)
 	}
 	// Read before the mount (which sets it again): whether the last
-	// boot left the journal to replay.
-	sb, err := readExt4Dev(dev)
+	// boot left the journal to replay. A blank partition is formatted.
+	sb, err := prepareData(log, dev, DataTemplate)
 	if err != nil {
 		return fmt.Errorf("%s: %w; settings and mail will not survive a reboot", dev, err)
 	}
@@ -186,6 +188,7 @@ func mountData(log *slog.Logger) error {
 		return fmt.Errorf("mount %s: %w; settings and mail will not survive a reboot", dev, err)
 	}
 	log.Info("boot: data partition mounted", "dev", dev, "dir", PermDir, "clean", !sb.NeedsRecovery)
+	growData(log, dev, PermDir)
 	return os.MkdirAll(DataDir, 0o700)
 }
 

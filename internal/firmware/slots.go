@@ -21,6 +21,9 @@ const (
 	// DataPartition (ext4) holds the data directory: settings, mail and
 	// queue. Updates never write to it.
 	DataPartition = "concierge-data"
+	// DataTemplate is the initramfs's empty data file system (ext4,
+	// gzip'd) that the box writes to a blank data partition and grows.
+	DataTemplate = "/lib/concierge/data.ext4.gz"
 )
 
 // BootMount is where the box mounts the boot partition, and SlotEnv the

@@ -12,6 +12,7 @@ package main
 
 import (
 	"bytes"
+	"compress/gzip"
 	"crypto/ed25519"
 	"encoding/hex"
 	"errors"
@@ -48,7 +49,7 @@ var optionalModules = map[string]bool{"crc32c_intel": true, "nls_utf8": true, "v
 // Partition sizes of the disk image, in sectors.
 const (
 	espSectors  = 96 << 20 / disk.SectorSize // slots A and B and systemd-boot
-	dataSectors = 64 << 20 / disk.SectorSize // settings, mail and queue; grows on larger disks later
+	dataSectors = 64 << 20 / disk.SectorSize // settings, mail and queue
 )
 
 // epoch is the fixed time of everything time-stamped (2020-01-01).
@@ -130,6 +131,16 @@ func run() error {
 	}
 	// The boot order of the modules, read by appliance/boot.
 	ar.Add(initramfs.File{Path: "lib/modules/load.order", Mode: 0o644, Data: order.Bytes()})
+	// The data file system for a blank data partition (appliance/boot).
+	tmpl, err := mkfsData(*cache)
+	if err != nil {
+		return err
+	}
+	gz, err := gzipBytes(tmpl)
+	if err != nil {
+		return err
+	}
+	ar.Add(initramfs.File{Path: strings.TrimPrefix(firmware.DataTemplate, "/"), Mode: 0o644, Data: gz})
 	var initrd bytes.Buffer
 	if _, err := ar.WriteTo(&initrd); err != nil {
 		return err
@@ -156,12 +167,14 @@ func run() error {
 	if err := os.WriteFile(filepath.Join(*out, "manifest.json"), b.Raw, 0o644); err != nil {
 		return err
 	}
-	return writeDisk(filepath.Join(*out, "disk.img"), *cache, b)
+	return writeDisk(filepath.Join(*out, "disk.img"), tmpl, *cache, b)
 }
 
 // writeDisk writes the fresh-install image: slot A holds the bundle,
 // slot B is empty.
-func writeDisk(path, cache string, b *firmware.Bundle) error {
+// The data partition holds the same file system as the initramfs's
+// template: the box grows it to the partition at its first boot.
+func writeDisk(path string, data []byte, cache string, b *firmware.Bundle) error {
 	sdboot, err := os.ReadFile(filepath.Join(cache, "systemd-boot/usr/lib/systemd/boot/efi/systemd-bootx64.efi"))
 	if err != nil {
 		return err
@@ -171,10 +184,6 @@ func writeDisk(path, cache string, b *firmware.Bundle) error {
 	esp["loader/loader.conf"] = []byte(firmware.LoaderConf)
 	esp[firmware.EntryPath("A", 1, 0)] = []byte(firmware.Entry("A", b.Manifest.Version, firmware.KernelCmdline))
 	fat, err := disk.FAT16(espSectors, 2048, "CONCIERGE", esp)
-	if err != nil {
-		return err
-	}
-	data, err := mkfsData(cache)
 	if err != nil {
 		return err
 	}
@@ -192,20 +201,48 @@ func writeDisk(path, cache string, b *firmware.Bundle) error {
 	return f.Close()
 }
 
-// mkfsData makes the data partition's ext4 with fixed UUID, hash seed
-// and time, so that the image is reproducible.
+// The data file system (boot.DataTemplate and the disk image's data
+// partition): small, since the box grows it to its partition with the
+// kernel's online resize. 4 KiB blocks (mkfs.ext4 would choose 1 KiB
+// for a file system this small) and 8192 inodes in its one block group of
+// 128 MiB: resize gives every group it adds as many, one inode per
+// 16 KiB, mkfs.ext4's ratio for a file system made at full size.
+const (
+	templateBytes  = 16 << 20
+	templateInodes = 8192
+)
+
+// mkfsData makes the data file system with fixed UUID, hash seed and
+// time, so that the image is reproducible.
 func mkfsData(cache string) ([]byte, error) {
 	p := filepath.Join(cache, "data.ext4")
 	os.Remove(p)
 	cmd := exec.Command("mkfs.ext4", "-q", "-F", "-L", firmware.DataPartition,
 		"-U", "7b1e6f62-1c1a-4c55-9f0d-2f0c6c1a0d01", "-E", "hash_seed=4a3f1d2e-5b6c-4d7e-8f90-a1b2c3d4e5f6,root_owner=0:0,lazy_itable_init=0,lazy_journal_init=0",
-		p, fmt.Sprint(dataSectors*disk.SectorSize/1024))
+		"-T", "default", "-b", "4096", "-N", fmt.Sprint(templateInodes),
+		p, fmt.Sprintf("%dk", templateBytes/1024))
 	cmd.Env = append(os.Environ(), "E2FSPROGS_FAKE_TIME="+epoch)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("mkfs.ext4: %v: %s", err, out)
 	}
 	defer os.Remove(p)
 	return os.ReadFile(p)
+}
+
+// gzipBytes compresses b without name or time.
+func gzipBytes(b []byte) ([]byte, error) {
+	var buf bytes.Buffer
+	zw, err := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := zw.Write(b); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }
 
 // buildBinary builds the static concierge binary without build paths,
