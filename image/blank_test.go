@@ -25,12 +25,17 @@ import (
 func blankData(t *testing.T, img string) {
 	image := filepath.Join(t.TempDir(), "disk.img")
 	copyFile(t, img, image)
-	size := fillData(t, image, nil)
+	before := fillData(t, image, nil)
+	// Written onto a disk 64 MiB larger than the image: the data
+	// partition grows into the rest of the disk first.
+	if st, err := os.Stat(image); err != nil || os.Truncate(image, st.Size()+biggerDisk) != nil {
+		t.Fatalf("making the disk bigger: %v", err)
+	}
 
 	v := startVM(t, image, vmMemory)
 	v.waitLines(readyLine, 1, slowBootDeadline)
 	c := v.console.String()
-	for _, want := range []string{boot.FormattedLine, boot.GrownLine, `msg="boot: data partition mounted"`} {
+	for _, want := range []string{boot.PartitionGrownLine, boot.FormattedLine, boot.GrownLine, `msg="boot: data partition mounted"`} {
 		if !strings.Contains(c, want) {
 			t.Fatalf("the console lacks %q; console:\n%s", want, tail(c))
 		}
@@ -38,6 +43,7 @@ func blankData(t *testing.T, img string) {
 	if strings.Contains(c, "will not survive a reboot") {
 		t.Fatalf("the box runs on tmpfs; console:\n%s", tail(c))
 	}
+	t.Logf("%s", consoleLine(c, boot.PartitionGrownLine))
 	t.Logf("%s", consoleLine(c, boot.FormattedLine))
 	t.Logf("%s", consoleLine(c, boot.GrownLine))
 	t.Logf("formatted, grown and serving %.1f s after QEMU started", timeSince(v))
@@ -49,7 +55,7 @@ func blankData(t *testing.T, img string) {
 	v.waitLines(boot.UnmountedLine, 1, slowBootDeadline)
 	v.waitLines(readyLine, 2, slowBootDeadline)
 	c = v.console.String()
-	if strings.Count(c, boot.FormattedLine) != 1 || strings.Count(c, boot.GrownLine) != 1 {
+	if strings.Count(c, boot.FormattedLine) != 1 || strings.Count(c, boot.GrownLine) != 1 || strings.Count(c, boot.PartitionGrownLine) != 1 {
 		t.Errorf("the second boot formatted or grew the data partition again; console:\n%s", tail(c))
 	}
 	if strings.Count(c, `msg="boot: data partition mounted"`) != 2 || strings.Contains(c, "will not survive a reboot") {
@@ -61,7 +67,12 @@ func blankData(t *testing.T, img string) {
 		t.Errorf("after the reboot the domains page does not list %s:\n%s", vmDomain, page)
 	}
 	v.stop()
-	// The resize went to the disk with the clean unmount of the reboot.
+	// The resize went to the disk with the clean unmount of the reboot;
+	// the partition reaches the last whole MiB before the backup table.
+	size := openData(t, image).Size()
+	if size < before+biggerDisk-1<<20 {
+		t.Errorf("the data partition has %d bytes after the boot; want about %d", size, before+biggerDisk)
+	}
 	if sb := dataSuper(t, image); sb.Bytes != size {
 		t.Errorf("the data file system has %d bytes; want the partition's %d", sb.Bytes, size)
 	}
@@ -69,7 +80,7 @@ func blankData(t *testing.T, img string) {
 	// Not blank: one byte that is not zero, 4 KiB in. The box runs on
 	// tmpfs, says why, and leaves the partition as it was.
 	copyFile(t, img, image)
-	junk := make([]byte, size)
+	junk := make([]byte, before)
 	junk[4096] = 0x42
 	fillData(t, image, junk)
 	v = startVM(t, image, vmMemory)
@@ -85,6 +96,10 @@ func blankData(t *testing.T, img string) {
 		t.Error("the data partition that was not blank was written to")
 	}
 }
+
+// biggerDisk is how much larger than the image the disk of the blank
+// data test is.
+const biggerDisk = 64 << 20
 
 // fillData writes data (zeros when nil) over the data partition of the
 // disk image and returns the partition's size.

@@ -175,6 +175,7 @@ func mountData(log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("%w; settings and mail will not survive a reboot", err)
 	}
+	growPartition(log, dev)
 	// Read before the mount (which sets it again): whether the last
 	// boot left the journal to replay. A blank partition is formatted.
 	sb, err := prepareData(log, dev, DataTemplate)
