@@ -19,4 +19,7 @@ require (
 	github.com/u-root/uio v0.0.0-20230220225925-ffce2a382923 // indirect
 )
 
-require github.com/vishvananda/netns v0.0.5 // indirect
+require (
+	github.com/beevik/ntp v1.6.0 // indirect
+	github.com/vishvananda/netns v0.0.5 // indirect
+)
