@@ -311,11 +311,22 @@ func (s *Syncer) update(f func(*Status)) {
 // death, an unsynchronized server, a bad stratum).
 var ErrInvalid = errors.New("timesync: unusable answer")
 
+// ErrPanic wraps an answer that made the NTP library panic: beevik/ntp
+// v1.6.0 shifts by a negative amount when the precision or poll octet is
+// -128 (FuzzQueryAnswer found it), and a server must not be able to end
+// the process with one packet.
+var ErrPanic = errors.New("timesync: malformed answer")
+
 // Query asks server with SNTP (NTPv4) and checks the answer.
-func Query(ctx context.Context, server string, timeout time.Duration) (Sample, error) {
+func Query(ctx context.Context, server string, timeout time.Duration) (s Sample, err error) {
 	if d, ok := ctx.Deadline(); ok && time.Until(d) < timeout {
 		timeout = time.Until(d)
 	}
+	defer func() {
+		if p := recover(); p != nil {
+			s, err = Sample{}, fmt.Errorf("%w: %v", ErrPanic, p)
+		}
+	}()
 	r, err := ntp.QueryWithOptions(server, ntp.QueryOptions{Timeout: timeout})
 	if err != nil {
 		return Sample{}, err
