@@ -13,7 +13,7 @@ GOFLAGS_STATIC := CGO_ENABLED=0
 # Debian packages the integration tests drive as real peers and clients.
 TEST_PACKAGES := iproute2 iputils-ping procps psmisc swaks postfix samba samba-common-bin nbtscan \
 	python3 python3-impacket fetchmail mpop dnsmasq-base tshark dovecot-core dovecot-pop3d openssl smbclient \
-	chromium isc-dhcp-client udhcpc qemu-system-x86 ovmf mtools fdisk
+	chromium isc-dhcp-client udhcpc qemu-system-x86 ovmf mtools fdisk chrony
 
 # The setup page's browser tests drive Chromium with playwright-core, pinned
 # in package.json and package-lock.json there and installed with npm ci.

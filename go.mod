@@ -3,6 +3,7 @@ module concierge
 go 1.26.8
 
 require (
+	github.com/beevik/ntp v1.6.0
 	github.com/emersion/go-sasl v0.0.0-20241020182733-b788ff22d5a6
 	github.com/emersion/go-smtp v0.25.1
 	github.com/insomniacslk/dhcp v0.0.0-20260901064844-234b97448fae

@@ -11,5 +11,6 @@ func newServices(env *Env) []Service {
 		newNBTService(env),
 		newWebService(env),
 		newDHCPService(env),
+		newTimeService(env),
 	}
 }

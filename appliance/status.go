@@ -42,7 +42,7 @@ func (s *supervisor) Status() control.Status {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := control.Status{Version: version(), Started: s.started, Uptime: time.Since(s.started).Round(time.Second).String(),
-		Generation: s.generation, QueueLength: control.QueueLength(s.env.DataDir), Services: []control.ServiceStatus{}}
+		Generation: s.generation, QueueLength: control.QueueLength(s.env.DataDir), Services: []control.ServiceStatus{}, Memory: memory()}
 	for _, svc := range s.services {
 		ss := control.ServiceStatus{Name: svc.Name(), Up: true, Listening: svc.Listening()}
 		if c, ok := svc.(counterSource); ok {

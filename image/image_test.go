@@ -13,13 +13,14 @@ import (
 	"testing"
 	"time"
 
+	"concierge/image/qemu"
 	"concierge/internal/firmware"
 )
 
 // The VM of the boot test. OVMF is the UEFI firmware that runs
 // systemd-boot from the image's boot partition.
 const (
-	ovmf = "/usr/share/ovmf/OVMF.fd"
+	ovmf = qemu.OVMF
 	// vmMemory: the firmware runs in 128 MB (direct kernel boot), but
 	// through OVMF the boot stops in the firmware up to 152 MB and
 	// succeeds from 160 MB: Debian's kernel decompresses itself into a

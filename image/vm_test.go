@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"concierge/image/qemu"
 	"concierge/internal/testnet"
 	"concierge/nbt/wire"
 )
@@ -25,7 +26,7 @@ const (
 	fwdPOP3 = "1110"
 	fwdHTTP = "8080"
 	fwdNBT  = "1137"
-	guestIP = "192.168.1.250" // appliance/boot.DefaultAddress
+	guestIP = qemu.GuestIP
 )
 
 // vm is the firmware booted in QEMU. QEMU runs in a network namespace of
@@ -58,14 +59,8 @@ func startVM(t *testing.T, disk, memory string, extra ...string) *vm {
 	if out, err := exec.Command("ip", "-n", v.ns, "link", "set", "lo", "up").CombinedOutput(); err != nil {
 		t.Fatalf("lo up: %v: %s", err, out)
 	}
-	fwd := func(proto, host, guest string) string {
-		return ",hostfwd=" + proto + ":127.0.0.1:" + host + "-" + guestIP + ":" + guest
-	}
-	nic := "user,model=virtio-net-pci,net=192.168.1.0/24,host=192.168.1.1" +
-		fwd("tcp", fwdSMTP, "25") + fwd("tcp", fwdPOP3, "110") + fwd("tcp", fwdHTTP, "80") + fwd("udp", fwdNBT, "137")
-	v.cmd = exec.Command("ip", "netns", "exec", v.ns, "qemu-system-x86_64", "-accel", "tcg", "-m", memory,
-		"-nographic", "-bios", ovmf,
-		"-drive", "file="+disk+",format=raw,if=virtio,cache=writethrough", "-nic", nic)
+	v.cmd = qemu.Command(v.ns, memory, disk,
+		qemu.TCP(fwdSMTP, "25"), qemu.TCP(fwdPOP3, "110"), qemu.TCP(fwdHTTP, "80"), qemu.UDP(fwdNBT, "137"))
 	v.cmd.Args = append(v.cmd.Args, extra...)
 	out, err := v.cmd.StdoutPipe()
 	if err != nil {

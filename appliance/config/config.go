@@ -48,6 +48,7 @@ type Config struct {
 	Admin    Admin    `json:"admin"`
 	DHCP     DHCP     `json:"dhcp"`
 	Diag     Diag     `json:"diag"`
+	Time     Time     `json:"time"`
 }
 
 // Domain is one mail domain.
@@ -87,6 +88,7 @@ func Default() *Config {
 		Web:      DefaultWeb(),
 		DHCP:     DefaultDHCP(),
 		Network:  DefaultNetwork(),
+		Time:     DefaultTime(),
 	}
 }
 
@@ -245,6 +247,7 @@ func (c *Config) Validate() Errors {
 	errs = append(errs, c.Web.validate("web")...)
 	errs = append(errs, c.Network.validate("network")...)
 	errs = append(errs, c.Diag.validate("diag")...)
+	errs = append(errs, c.Time.validate("time")...)
 	if h := c.Admin.PasswordHash; h != "" && !IsPasswordHash(h) {
 		add(fieldErr("admin.password_hash", "is not an argon2id or bcrypt hash"))
 	}

@@ -14,6 +14,7 @@ import (
 
 	"concierge/appliance/config"
 	"concierge/appliance/diag"
+	"concierge/appliance/timesync"
 	"concierge/internal/authlimit"
 	"concierge/internal/pwhash"
 	"concierge/smtpd/queue"
@@ -60,6 +61,8 @@ type Live interface {
 	Link() LinkControl
 	// Firmware is the running firmware and its slots (firmware.status).
 	Firmware() FirmwareStatus
+	// TimeStatus is the state of the clock's time keeping (time.status).
+	TimeStatus() timesync.Status
 	// Reboot stops the services and reboots the box, shortly after it
 	// returned (so that the answer goes out); an error when the server
 	// is not the firmware of a box (ErrNotOnBox).

@@ -116,6 +116,8 @@ type Status struct {
 	Services   []ServiceStatus `json:"services"`
 	// QueueLength counts the messages in the outbound queue.
 	QueueLength int `json:"queue_length"`
+	// Memory is the server process's (nil when it cannot be read).
+	Memory *Memory `json:"memory,omitempty"`
 }
 
 // ServiceStatus is one service of the supervisor.

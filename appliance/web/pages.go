@@ -14,6 +14,7 @@ import (
 
 	"concierge/appliance/config"
 	"concierge/appliance/control"
+	"concierge/appliance/timesync"
 )
 
 func (s *Server) routes() *http.ServeMux {
@@ -283,6 +284,7 @@ type statusData struct {
 	Status    *control.Status
 	StatusErr string
 	DHCP      *control.DHCPStatus // nil while the DHCP server is off
+	Time      *timesync.Status
 	Log       []control.LogLine
 	LogErr    string
 }
@@ -294,6 +296,10 @@ func loadStatus(ctx context.Context, c control.Caller, _ *http.Request) (any, er
 		d.StatusErr = err.Error()
 	} else {
 		d.Status = &st
+	}
+	var ts timesync.Status
+	if err := c.Call(ctx, control.OpTimeStatus, nil, &ts); err == nil {
+		d.Time = &ts
 	}
 	var dhcp control.DHCPStatus
 	if err := c.Call(ctx, control.OpDHCPStatus, nil, &dhcp); err == nil && dhcp.Enabled {

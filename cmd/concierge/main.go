@@ -49,6 +49,7 @@ Commands:
   queue list | queue show ID | queue flush [DOMAIN] | queue retry ID | queue del ID
   link status | link up | link down
   status                              services, addresses, counters (server running)
+  time                                the clock: synchronized with which time server, offset, last error
   log [N]                             the server's last N log lines
   backup > FILE | restore FILE        the whole configuration as one file
   admin passwd                        the setup page's password (from standard input)
@@ -136,6 +137,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = c.firmware(rest)
 	case "check":
 		err = c.check(rest)
+	case "time":
+		err = c.time(rest)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -137,6 +137,9 @@ func (c *cli) status(args []string) error {
 	}
 	fmt.Fprintf(c.stdout, "concierge %s, up %s, settings generation %d, %d message(s) queued\n",
 		st.Version, st.Uptime, st.Generation, st.QueueLength)
+	if m := st.Memory; m != nil {
+		fmt.Fprintf(c.stdout, "memory: resident %s (peak %s), Go heap %s of %s from the system\n", mib(m.RSS), mib(m.PeakRSS), mib(m.GoHeap), mib(m.GoSys))
+	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 	for _, s := range st.Services {
 		state := "down"
@@ -258,3 +261,6 @@ func (c *cli) wait(args []string) error {
 	fmt.Fprintf(c.stdout, "%s generation %d\n", ev.Kind, ev.Generation)
 	return nil
 }
+
+// mib writes a byte count in MiB with one decimal.
+func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
