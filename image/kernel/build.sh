@@ -5,9 +5,11 @@
 #
 #   image/kernel/build.sh CACHE
 #
-# writes CACHE/kernel-<source version>-<config sha>/bzImage (and .config,
-# release), once: a second run with the same source and config does
-# nothing. Prints that directory.
+# writes CACHE/kernel-<source version>-<sum>/bzImage (and .config,
+# release, source), where sum is the SHA-256 of the config fragment and
+# this script, once: a second run with the same source and config does
+# nothing. Prints that directory. The unpacked source is removed after
+# the build (1.6 GB; unpacking again takes ~20 s).
 set -eu
 cache=$(realpath "$1")
 self=$(realpath "$0")
@@ -17,7 +19,7 @@ pkg=linux-source-6.1
 
 mkdir -p "$cache"
 cd "$cache"
-deb=$(ls ${pkg}_*.deb 2>/dev/null || true)
+deb=$(ls ${pkg}_*.deb 2>/dev/null | sort -V | tail -n 1)
 if [ -z "$deb" ]; then
 	apt-get download $pkg >&2
 	deb=$(ls ${pkg}_*.deb)
@@ -61,4 +63,6 @@ cp arch/x86/boot/bzImage .config "$out.tmp/"
 make -s kernelrelease >"$out.tmp/release"
 echo "$pkg $ver" >"$out.tmp/source"
 mv "$out.tmp" "$out"
+cd "$cache"
+rm -rf "$src"
 echo "$out"
