@@ -10,10 +10,12 @@ BIN       := bin/concierge
 DATA      ?= $(CURDIR)/var
 GOFLAGS_STATIC := CGO_ENABLED=0
 
-# Debian packages the integration tests drive as real peers and clients.
+# Debian packages the integration tests drive as real peers and clients,
+# and what the image test needs to build the box's kernel (image/kernel).
 TEST_PACKAGES := iproute2 iputils-ping procps psmisc swaks postfix samba samba-common-bin nbtscan \
 	python3 python3-impacket fetchmail mpop dnsmasq-base tshark dovecot-core dovecot-pop3d openssl smbclient \
-	chromium isc-dhcp-client udhcpc qemu-system-x86 ovmf mtools fdisk chrony
+	chromium isc-dhcp-client udhcpc qemu-system-x86 ovmf mtools \
+	gcc make bc bison flex libc6-dev libelf-dev xz-utils fdisk chrony
 
 # The setup page's browser tests drive Chromium with playwright-core, pinned
 # in package.json and package-lock.json there and installed with npm ci.
@@ -28,9 +30,12 @@ build:
 
 # The firmware (docs/firmware.md): build/image/concierge.bundle, its
 # manifest.json and disk.img. Reproducible; signed with the development key
-# unless KEY=FILE names a hex ed25519 seed.
+# unless KEY=FILE names a hex ed25519 seed. The kernel is built from
+# Debian's linux-source the first time (image/kernel/build.sh, a few
+# minutes; cached in build/image-cache); KERNEL=debian takes Debian's
+# linux-image-amd64 and its modules instead.
 image:
-	$(GO) run ./image/cmd/mkimage -out build/image $(if $(KEY),-key $(KEY))
+	$(GO) run ./image/cmd/mkimage -out build/image $(if $(KEY),-key $(KEY)) $(if $(KERNEL),-kernel $(KERNEL))
 
 # First run: prepare ./var with the setup page on http://127.0.0.1:8080/
 # (and unprivileged ports when not root), then serve; the page's first-run

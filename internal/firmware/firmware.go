@@ -59,7 +59,9 @@ var PayloadFiles = []string{KernelFile, InitrdFile}
 type Manifest struct {
 	Version string `json:"version"`
 	// Kernel is the kernel release and the Debian package it came from,
-	// e.g. "6.1.0-57-amd64 (linux-image-6.1.0-57-amd64 6.1.192-3)".
+	// e.g. "6.1.192-concierge (built from linux-source-6.1 6.1.192-3,
+	// image/kernel/concierge.config)" or "6.1.0-57-amd64
+	// (linux-image-6.1.0-57-amd64 6.1.192-3)".
 	Kernel string `json:"kernel"`
 	// Files maps each payload file name to its hex SHA-256.
 	Files map[string]string `json:"files"`

@@ -1,6 +1,7 @@
-// Command mkimage builds the firmware ("make image"): it fetches Debian's
-// kernel package, builds the static concierge binary reproducibly, and
-// writes into the output directory
+// Command mkimage builds the firmware ("make image"): it builds the box's
+// own kernel from Debian's kernel source (image/kernel; or takes Debian's
+// kernel package and its modules), builds the static concierge binary
+// reproducibly, and writes into the output directory
 //
 //	concierge.bundle  the signed firmware bundle (see internal/firmware)
 //	manifest.json     its manifest, for reading
@@ -67,7 +68,7 @@ func run() error {
 	cache := flag.String("cache", "build/image-cache", "where the Debian packages are downloaded and unpacked")
 	keyFile := flag.String("key", "", "file with the hex ed25519 seed to sign with (default: the development key)")
 	version := flag.String("version", "", "firmware version (default: git describe)")
-	kernelPkg := flag.String("kernel", "", "kernel package (default: what linux-image-amd64 depends on)")
+	kernelFrom := flag.String("kernel", "own", `the kernel: "own" (built from linux-source with image/kernel/concierge.config, no modules), "debian" (what linux-image-amd64 depends on, with modules) or a linux-image-* package`)
 	initOverride := flag.String("init", "", "use this file as /init instead of building concierge (tests)")
 	flag.Parse()
 
@@ -96,11 +97,20 @@ func run() error {
 	if err := os.MkdirAll(*cache, 0o755); err != nil {
 		return err
 	}
-	kroot, krelease, kdesc, err := fetchKernel(*cache, *kernelPkg)
+	sdboot, err := fetchSystemdBoot(*cache)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("kernel %s\n", kdesc)
+	var k kernel
+	if *kernelFrom == "own" {
+		k, err = buildKernel(*cache)
+	} else {
+		k, err = fetchKernel(*cache, strings.TrimPrefix(*kernelFrom, "debian"))
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Printf("kernel %s\n", k.desc)
 
 	var initBin []byte
 	if *initOverride != "" {
@@ -112,24 +122,28 @@ func run() error {
 		return err
 	}
 
-	moddir := filepath.Join(kroot, "lib/modules", krelease)
-	mods, err := kmod.Resolve(moddir, wantedModules, optionalModules)
-	if err != nil {
-		return err
-	}
 	ar := initramfs.New()
 	ar.Add(initramfs.File{Path: "init", Mode: 0o755, Data: initBin})
 	var order bytes.Buffer
-	for _, m := range mods {
-		d, err := os.ReadFile(filepath.Join(moddir, m.Path))
+	nmods := 0
+	if k.modules != "" {
+		mods, err := kmod.Resolve(k.modules, wantedModules, optionalModules)
 		if err != nil {
 			return err
 		}
-		p := "lib/modules/" + krelease + "/" + m.Path
-		ar.Add(initramfs.File{Path: p, Mode: 0o644, Data: d})
-		fmt.Fprintln(&order, "/"+p)
+		for _, m := range mods {
+			d, err := os.ReadFile(filepath.Join(k.modules, m.Path))
+			if err != nil {
+				return err
+			}
+			p := "lib/modules/" + k.release + "/" + m.Path
+			ar.Add(initramfs.File{Path: p, Mode: 0o644, Data: d})
+			fmt.Fprintln(&order, "/"+p)
+		}
+		nmods = len(mods)
 	}
-	// The boot order of the modules, read by appliance/boot.
+	// The boot order of the modules, read by appliance/boot (empty for a
+	// kernel with everything built in).
 	ar.Add(initramfs.File{Path: "lib/modules/load.order", Mode: 0o644, Data: order.Bytes()})
 	// The data file system for a blank data partition (appliance/boot).
 	tmpl, err := mkfsData(*cache)
@@ -145,14 +159,10 @@ func run() error {
 	if _, err := ar.WriteTo(&initrd); err != nil {
 		return err
 	}
-	kernel, err := os.ReadFile(filepath.Join(kroot, "boot", "vmlinuz-"+krelease))
-	if err != nil {
-		return err
-	}
-	fmt.Printf("%d modules, initramfs %d bytes, kernel %d bytes\n", len(mods), initrd.Len(), len(kernel))
+	fmt.Printf("%d modules, initramfs %d bytes, kernel %d bytes\n", nmods, initrd.Len(), len(k.image))
 
-	m := firmware.Manifest{Version: *version, Kernel: kdesc}
-	files := map[string][]byte{firmware.KernelFile: kernel, firmware.InitrdFile: initrd.Bytes()}
+	m := firmware.Manifest{Version: *version, Kernel: k.desc}
+	files := map[string][]byte{firmware.KernelFile: k.image, firmware.InitrdFile: initrd.Bytes()}
 	var bundle bytes.Buffer
 	if err := firmware.Write(&bundle, m, files, key); err != nil {
 		return err
@@ -167,18 +177,14 @@ func run() error {
 	if err := os.WriteFile(filepath.Join(*out, "manifest.json"), b.Raw, 0o644); err != nil {
 		return err
 	}
-	return writeDisk(filepath.Join(*out, "disk.img"), tmpl, *cache, b)
+	return writeDisk(filepath.Join(*out, "disk.img"), tmpl, sdboot, b)
 }
 
 // writeDisk writes the fresh-install image: slot A holds the bundle,
 // slot B is empty.
 // The data partition holds the same file system as the initramfs's
 // template: the box grows it to the partition at its first boot.
-func writeDisk(path string, data []byte, cache string, b *firmware.Bundle) error {
-	sdboot, err := os.ReadFile(filepath.Join(cache, "systemd-boot/usr/lib/systemd/boot/efi/systemd-bootx64.efi"))
-	if err != nil {
-		return err
-	}
+func writeDisk(path string, data, sdboot []byte, b *firmware.Bundle) error {
 	esp := firmware.SlotFiles("A", b)
 	esp["EFI/BOOT/BOOTX64.EFI"] = sdboot
 	esp["loader/loader.conf"] = []byte(firmware.LoaderConf)
@@ -259,14 +265,49 @@ func buildBinary(out, version, pubkey string) ([]byte, error) {
 	return os.ReadFile(bin)
 }
 
-// fetchKernel downloads and unpacks the kernel package (once per
-// version) and systemd-boot, and returns the unpacked root, the kernel
-// release and a description naming the package version.
-func fetchKernel(cache, pkg string) (root, release, desc string, err error) {
+// kernel is the firmware's kernel: its image (bzImage), its release, a
+// description naming where it came from, and the directory of its
+// modules ("" when everything is built in).
+type kernel struct {
+	image         []byte
+	release, desc string
+	modules       string
+}
+
+// buildKernel builds the box's own kernel with image/kernel/build.sh
+// (once per source version and config; the result is cached).
+func buildKernel(cache string) (kernel, error) {
+	cmd := exec.Command("sh", "image/kernel/build.sh", cache)
+	cmd.Stderr = os.Stderr
+	b, err := cmd.Output()
+	if err != nil {
+		return kernel{}, fmt.Errorf("image/kernel/build.sh: %w", err)
+	}
+	dir := strings.TrimSpace(string(b))
+	var k kernel
+	if k.image, err = os.ReadFile(filepath.Join(dir, "bzImage")); err != nil {
+		return kernel{}, err
+	}
+	release, err := os.ReadFile(filepath.Join(dir, "release"))
+	if err != nil {
+		return kernel{}, err
+	}
+	source, err := os.ReadFile(filepath.Join(dir, "source"))
+	if err != nil {
+		return kernel{}, err
+	}
+	k.release = strings.TrimSpace(string(release))
+	k.desc = fmt.Sprintf("%s (built from %s, image/kernel/concierge.config)", k.release, strings.TrimSpace(string(source)))
+	return k, nil
+}
+
+// fetchKernel downloads and unpacks a Debian kernel package (once per
+// version); pkg "" is what linux-image-amd64 depends on.
+func fetchKernel(cache, pkg string) (kernel, error) {
 	if pkg == "" {
 		deps, err := output("apt-cache", "depends", "linux-image-amd64")
 		if err != nil {
-			return "", "", "", err
+			return kernel{}, err
 		}
 		for _, l := range strings.Split(deps, "\n") {
 			if v, ok := strings.CutPrefix(strings.TrimSpace(l), "Depends: "); ok && strings.HasPrefix(v, "linux-image-") {
@@ -275,30 +316,41 @@ func fetchKernel(cache, pkg string) (root, release, desc string, err error) {
 			}
 		}
 		if pkg == "" {
-			return "", "", "", errors.New("apt-cache depends linux-image-amd64: no linux-image package")
+			return kernel{}, errors.New("apt-cache depends linux-image-amd64: no linux-image package")
 		}
 	}
 	deb, err := download(cache, pkg)
 	if err != nil {
-		return "", "", "", err
+		return kernel{}, err
 	}
 	ver, err := output("dpkg-deb", "-f", deb, "Version")
 	if err != nil {
-		return "", "", "", err
+		return kernel{}, err
 	}
-	release = strings.TrimPrefix(pkg, "linux-image-")
-	root = filepath.Join(cache, pkg+"_"+ver)
+	release := strings.TrimPrefix(pkg, "linux-image-")
+	root := filepath.Join(cache, pkg+"_"+ver)
 	if err := unpack(deb, root); err != nil {
-		return "", "", "", err
+		return kernel{}, err
 	}
+	image, err := os.ReadFile(filepath.Join(root, "boot", "vmlinuz-"+release))
+	if err != nil {
+		return kernel{}, err
+	}
+	return kernel{image: image, release: release, desc: fmt.Sprintf("%s (%s %s)", release, pkg, ver),
+		modules: filepath.Join(root, "lib/modules", release)}, nil
+}
+
+// fetchSystemdBoot downloads and unpacks systemd-boot and returns its
+// EFI program.
+func fetchSystemdBoot(cache string) ([]byte, error) {
 	sd, err := download(cache, "systemd-boot-efi")
 	if err != nil {
-		return "", "", "", err
+		return nil, err
 	}
 	if err := unpack(sd, filepath.Join(cache, "systemd-boot")); err != nil {
-		return "", "", "", err
+		return nil, err
 	}
-	return root, release, fmt.Sprintf("%s (%s %s)", release, pkg, ver), nil
+	return os.ReadFile(filepath.Join(cache, "systemd-boot/usr/lib/systemd/boot/efi/systemd-bootx64.efi"))
 }
 
 // download fetches a package's .deb into dir unless one is there.
