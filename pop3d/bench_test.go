@@ -11,7 +11,7 @@ import (
 
 // BenchmarkRetrieveAndDelete runs one pipelined session that retrieves and
 // deletes 1,000 messages of 5 KB (without a password hash; the side by
-// side figures against Dovecot come from internal/bench/pop3).
+// side figures against Dovecot come from cmd/bench/pop3).
 func BenchmarkRetrieveAndDelete(b *testing.B) {
 	ts := newTestServer(b, nil)
 	body := "Subject: bench\r\n\r\n" + strings.Repeat(strings.Repeat("x", 70)+"\r\n", 70)

@@ -6,7 +6,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 status=0
-for d in internal/bench/*/; do
+for d in cmd/bench/*/; do
 	pkg=./${d%/}
 	if ls "$d"*_test.go >/dev/null 2>&1 && grep -q '^func Benchmark' "$d"*_test.go; then
 		echo "== $pkg (go test -bench)"

@@ -25,7 +25,7 @@ func TestProtocolPackagesDoNotImportTheAppliance(t *testing.T) {
 	}
 	for _, pkg := range strings.Fields(string(out)) {
 		if strings.HasPrefix(pkg, "concierge/appliance") || strings.HasPrefix(pkg, "concierge/cmd") ||
-			strings.HasPrefix(pkg, "concierge/internal/bench") || strings.HasPrefix(pkg, "concierge/internal/deptest") {
+			strings.HasPrefix(pkg, "concierge/internal/deptest") {
 			continue
 		}
 		for _, d := range deps(t, pkg) {

@@ -6,7 +6,7 @@
 // than waking a parked reader costs, but burns the whole gap when requests
 // come one at a time: a lone client's round trip through the LAN is
 // 30–50 µs, and a fixed 50 µs poll made a NetBIOS name query from one
-// requester cost more CPU than nmbd spends on it (internal/bench/nbt). So
+// requester cost more CPU than nmbd spends on it (cmd/bench/nbt). So
 // a Spinner keeps a moving average of how long the reader waited for the
 // next request after answering, and polls, for at most For, only while
 // that average is under Gap, about what a wake-up costs.

@@ -80,7 +80,7 @@ func (s *Server) readLoop(l *link) {
 // answers are out a reader polls for the next requests or sleeps in the
 // poller as internal/spin decides.
 //
-// Measured with internal/bench/nbt: reading again for what arrived while
+// Measured with cmd/bench/nbt: reading again for what arrived while
 // a batch was handled, before answering it, holds the answers back and
 // costs a third of the queries per second at 4 requesters; the poll
 // starts after the answers are sent rather than after the read because

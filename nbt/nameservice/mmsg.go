@@ -61,7 +61,7 @@ func newMmsgBatch(n, bufSize int) *mmsgBatch {
 	// around it, which woke the runtime's monitor thread on nearly every
 	// call and let it hand the reader's P to another thread while a
 	// sendmmsg delivered its answers (about a tenth of the reader's CPU
-	// at one requester, internal/bench/nbt).
+	// at one requester, cmd/bench/nbt).
 	b.recvFn = func(fd uintptr) bool {
 		r, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.hs[b.off])), uintptr(b.count), uintptr(b.flags), 0, 0)
 		if e == unix.EAGAIN && b.flags&unix.MSG_DONTWAIT == 0 {

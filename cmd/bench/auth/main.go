@@ -10,7 +10,7 @@
 // over its loopback interface (127.0.0.0/8 gives every client its own
 // /24).
 //
-// Run as root: go run ./internal/bench/auth [-clients 200] [-duration 20s]
+// Run as root: go run ./cmd/bench/auth [-clients 200] [-duration 20s]
 package main
 
 import (
@@ -34,7 +34,7 @@ import (
 	"syscall"
 	"time"
 
-	"concierge/internal/bench/measure"
+	"concierge/internal/measure"
 )
 
 var (

@@ -14,7 +14,7 @@
 // It first tries the smallest memory of -memory (default 128 MB, the
 // target) and falls back to the next one when the VM does not get to
 // "serving" (through OVMF, Debian's kernel needs more; docs/firmware.md).
-// Run it as root with "go run ./internal/bench/firmware" (make bench).
+// Run it as root with "go run ./cmd/bench/firmware" (make bench).
 package main
 
 import (
@@ -40,7 +40,7 @@ import (
 	"time"
 
 	"concierge/image/qemu"
-	"concierge/internal/bench/measure"
+	"concierge/internal/measure"
 	"concierge/internal/testnet"
 	"concierge/nbt/wire"
 )

@@ -9,7 +9,7 @@
 // the user's Maildir, alternately for a few rounds, in network
 // namespaces (the box, the ISP, a veth "wan" between them that the box's
 // up and down commands raise and lower). Run it as root with
-// "go run ./internal/bench/link" (make bench).
+// "go run ./cmd/bench/link" (make bench).
 package main
 
 import (
@@ -24,7 +24,7 @@ import (
 	"testing"
 	"time"
 
-	"concierge/internal/bench/measure"
+	"concierge/internal/measure"
 	"concierge/internal/testnet"
 )
 

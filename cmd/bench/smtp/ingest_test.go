@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"concierge/internal/bench/measure"
+	"concierge/internal/measure"
 	"concierge/internal/testnet"
 )
 

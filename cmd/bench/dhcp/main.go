@@ -15,7 +15,7 @@
 // Both servers probe a new address with an ICMP echo before offering it
 // (their default); the figures include that wait.
 //
-// Run as root: go run ./internal/bench/dhcp [-clients 500] [-churn 30s]
+// Run as root: go run ./cmd/bench/dhcp [-clients 500] [-churn 30s]
 package main
 
 import (
@@ -36,7 +36,7 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"golang.org/x/sys/unix"
 
-	"concierge/internal/bench/measure"
+	"concierge/internal/measure"
 	"concierge/internal/testnet"
 )
 

@@ -9,7 +9,7 @@
 // memory the NetBIOS part adds to concierge (RSS with nbt on, peak under
 // load, minus RSS with nbt off) next to nmbd's.
 //
-// Run as root: go run ./internal/bench/nbt [-duration 10s] [-levels 1,4,16]
+// Run as root: go run ./cmd/bench/nbt [-duration 10s] [-levels 1,4,16]
 package main
 
 import (
@@ -33,7 +33,7 @@ import (
 	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
 
-	"concierge/internal/bench/measure"
+	"concierge/internal/measure"
 	"concierge/internal/testnet"
 	"concierge/nbt/wire"
 )
@@ -46,7 +46,7 @@ var (
 	spin     = flag.Bool("spin", false, "busy-poll in the load generator instead of sleeping until an answer comes")
 	perSock  = flag.Bool("sockets", false, "one socket and goroutine per requester, blocking reads (like separate clients)")
 	binFlag  = flag.String("bin", "", "concierge binary to run (default: build ./cmd/concierge)")
-	ceiling  = flag.Bool("ceiling", false, "replace nmbd by ./internal/bench/nbt/ceiling, which echoes each query back: the most any server gets here")
+	ceiling  = flag.Bool("ceiling", false, "replace nmbd by ./cmd/bench/nbt/ceiling, which echoes each query back: the most any server gets here")
 	nmbdWINS = flag.Bool("nmbd-wins", false, "run nmbd as a WINS server (wins support = yes)")
 	vsFlag   = flag.String("vs", "", "run this second concierge binary in nmbd's place (to compare two builds on the same runs)")
 )
@@ -178,7 +178,7 @@ func run() error {
 	case *ceiling:
 		anchor = "ceiling"
 		cb := filepath.Join(work, "ceiling")
-		if out, err := exec.Command("go", "build", "-o", cb, "./internal/bench/nbt/ceiling").CombinedOutput(); err != nil {
+		if out, err := exec.Command("go", "build", "-o", cb, "./cmd/bench/nbt/ceiling").CombinedOutput(); err != nil {
 			return fmt.Errorf("go build ceiling: %v\n%s", err, out)
 		}
 		nmbd = exec.Command("ip", "netns", "exec", nmbdNS, cb)

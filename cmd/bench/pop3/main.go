@@ -7,7 +7,7 @@
 // a session costs. Everything runs in a private network namespace over its
 // loopback interface.
 //
-// Run as root: go run ./internal/bench/pop3 [-rounds 5] [-messages 1000]
+// Run as root: go run ./cmd/bench/pop3 [-rounds 5] [-messages 1000]
 package main
 
 import (
@@ -36,8 +36,8 @@ import (
 	"strings"
 	"time"
 
-	"concierge/internal/bench/measure"
 	"concierge/internal/maildir"
+	"concierge/internal/measure"
 	"concierge/pop3d"
 )
 

@@ -5,7 +5,7 @@
 // injected with smtp-source while delivery is deferred, then released),
 // alternately for a few rounds, on a veth LAN in network namespaces. It
 // prints messages per second and the ratio. Run it as root with
-// "go run ./internal/bench/queue" (make bench).
+// "go run ./cmd/bench/queue" (make bench).
 package main
 
 import (
@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"concierge/internal/bench/measure"
+	"concierge/internal/measure"
 	"concierge/internal/testnet"
 	"concierge/smtpd/queue"
 )
