@@ -30,9 +30,20 @@ func (s *timeService) Name() string { return "time" }
 // of PID 1 (appliance/boot), booted from a slot.
 func onBox() bool { return os.Getenv(firmware.SlotEnv) != "" && os.Getppid() == 1 }
 
+// timeSettings: on sets the clock, off only measures, auto sets it on
+// the box and leaves time to the host elsewhere (a workstation running
+// "make run", a test), where no server is asked at all.
 func timeSettings(cfg *config.Config) timesync.Settings {
-	set := cfg.Time.SetClock == config.SetClockOn || cfg.Time.SetClock == config.SetClockAuto && onBox()
-	return timesync.Settings{Servers: cfg.Time.NTPServers, SetClock: set}
+	switch cfg.Time.SetClock {
+	case config.SetClockOn:
+		return timesync.Settings{Servers: cfg.Time.NTPServers, SetClock: true}
+	case config.SetClockOff:
+		return timesync.Settings{Servers: cfg.Time.NTPServers}
+	}
+	if onBox() {
+		return timesync.Settings{Servers: cfg.Time.NTPServers, SetClock: true}
+	}
+	return timesync.Settings{Servers: cfg.Time.NTPServers, HostKeeps: true}
 }
 
 func (s *timeService) Start(ctx context.Context, cfg *config.Config) error {

@@ -66,11 +66,17 @@ func TestTimeAgainstChrony(t *testing.T) {
 	boxH, ntpH, pc := lan.AddHost("box", 1), lan.AddHost("ntp", 123), lan.AddHost("pc", 10)
 	startChrony(t, ntpH, timeNet+".0/24")
 	b := testnet.NewBox(t, boxH)
-	b.CLI("config", "set", "time.ntp_servers", timeServer)
 	b.CLI("config", "set", "web.http_listen", timeBox+":80")
 	b.CLI("config", "set", "web.https_listen", "")
 	b.CLIInput(timeAdmin+"\n", "admin", "passwd")
 	b.Start(80)
+	// Off the box, auto leaves the time to the host and asks nobody.
+	if out := b.CLI("time"); !strings.Contains(out, "time kept by this machine") {
+		t.Errorf("time with the default settings off the box: %q", out)
+	}
+	// Measuring only: asks the server, never sets this machine's clock.
+	b.CLI("config", "set", "time.set_clock", "off")
+	b.CLI("config", "set", "time.ntp_servers", timeServer)
 
 	if !b.Proc.WaitOutput(30*time.Second, func(out string) bool {
 		return strings.Contains(out, `msg="time: synchronized"`) && strings.Contains(out, "server="+timeServer)

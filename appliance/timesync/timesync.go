@@ -59,6 +59,10 @@ type Settings struct {
 	// firmware does: a server on a workstation or in a test only
 	// measures.
 	SetClock bool
+	// HostKeeps says that the machine's own time keeping is in charge
+	// (a server that is not the box's init, time.set_clock auto): no
+	// server is asked, so a workstation or a test sends no query.
+	HostKeeps bool
 	// Zero values mean the defaults above.
 	Poll, RetryMin, RetryMax, QueryTimeout, StepThreshold, MaxAge time.Duration
 }
@@ -89,8 +93,11 @@ type Sample struct {
 
 // Status is the state of time keeping, for the control API.
 type Status struct {
-	// Enabled is false when no server is set.
+	// Enabled is false when no server is set or the host keeps the time.
 	Enabled bool `json:"enabled"`
+	// HostKeeps: the machine's own time keeping is in charge (not the
+	// box's init, time.set_clock auto); nothing is asked.
+	HostKeeps bool `json:"host_keeps,omitempty"`
 	// SetClock is whether the box sets its clock (else it only measures).
 	SetClock bool     `json:"set_clock"`
 	Servers  []string `json:"servers"`
@@ -170,7 +177,8 @@ func (s *Syncer) Status() Status {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.st
-	st.Enabled = len(s.set.Servers) > 0
+	st.Enabled = len(s.set.Servers) > 0 && !s.set.HostKeeps
+	st.HostKeeps = s.set.HostKeeps
 	st.SetClock = s.set.SetClock
 	st.Servers = append([]string{}, s.set.Servers...)
 	st.Synchronized = st.Enabled && !st.LastSync.IsZero() && time.Since(st.LastSync) < s.set.MaxAge
@@ -193,7 +201,7 @@ func (s *Syncer) Run(ctx context.Context) {
 		s.mu.Unlock()
 		var wait time.Duration
 		switch {
-		case len(set.Servers) == 0:
+		case len(set.Servers) == 0 || set.HostKeeps:
 			wait = -1 // until the settings change
 		case s.round(ctx, set):
 			failed, wait = 0, set.Poll

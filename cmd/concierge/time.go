@@ -21,6 +21,9 @@ func (c *cli) time(args []string) error {
 	w := c.stdout
 	fmt.Fprintf(w, "clock %s\n", time.Now().Format(time.RFC3339))
 	switch {
+	case st.HostKeeps:
+		fmt.Fprintln(w, "time kept by this machine (the server is not the box's init); \"config set time.set_clock off\" measures against time.ntp_servers")
+		return nil
 	case !st.Enabled:
 		fmt.Fprintln(w, "time keeping off (time.ntp_servers is empty)")
 		return nil
