@@ -118,6 +118,7 @@ func TestImage(t *testing.T) {
 	t.Run("update", func(t *testing.T) { updateImage(t, root, cache, filepath.Join(out1, "concierge"), disk, b) })
 	t.Run("acpi power button", func(t *testing.T) { acpiPowerOff(t, filepath.Join(out1, "disk.img")) })
 	t.Run("blank data partition", func(t *testing.T) { blankData(t, filepath.Join(out1, "disk.img")) })
+	t.Run("debian kernel", func(t *testing.T) { debianKernel(t, root, cache) })
 }
 
 // bootImage boots a copy of img and returns the copy.
