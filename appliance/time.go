@@ -77,6 +77,8 @@ func (s *timeService) Listening() []string {
 	st := s.syncer.Status()
 	var line string
 	switch {
+	case st.HostKeeps:
+		line = "kept by this machine (not the box's firmware)"
 	case !st.Enabled:
 		line = "off (no time server set)"
 	case st.Synchronized:
