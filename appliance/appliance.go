@@ -109,7 +109,7 @@ func Serve(ctx context.Context, opt Options) error {
 		}
 	}
 	fmt.Fprintf(opt.Stdout, "  settings: %s (change them with \"concierge -data %s ...\")\n", store.Path(), dataDir)
-	markSlotGood(ctx, log, cfg)
+	sup.markSlotGood(ctx, cfg)
 	log.Info("started", "data", dataDir, "hostname", cfg.Hostname, "domains", len(cfg.Domains), "users", len(cfg.Users))
 	sup.appliedLocked(digest, cfg)
 	sup.mu.Unlock()

@@ -2,7 +2,6 @@ package appliance
 
 import (
 	"context"
-	"log/slog"
 	"os"
 	"time"
 
@@ -32,14 +31,15 @@ func firmwareStatus() control.FirmwareStatus {
 
 // markSlotGood runs once every service started: on the box, a firmware
 // on trial (the first boot after an update) becomes the one that keeps
-// booting once its services answer (health.go). Without the mark, the
-// next boot returns to the slot it was updated from.
-func markSlotGood(ctx context.Context, log *slog.Logger, cfg *config.Config) {
+// booting once its services answer (health.go). If they do not, the box
+// reboots, and the next boot returns to the slot it was updated from:
+// the office is not left on a firmware that half works.
+func (s *supervisor) markSlotGood(ctx context.Context, cfg *config.Config) {
 	slot := os.Getenv(firmware.SlotEnv)
 	if slot == "" {
 		return // not on the box
 	}
-	go markGoodWhenHealthy(ctx, log, firmware.BootMount, slot, healthProbes(cfg), HealthDeadline)
+	go markGoodWhenHealthy(ctx, s.log, firmware.BootMount, slot, healthProbes(cfg), HealthDeadline, s.Reboot)
 }
 
 // Firmware implements control.Live.

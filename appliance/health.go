@@ -240,10 +240,11 @@ func nbtProbe(c config.NBT) func(context.Context, string) error {
 // markGoodWhenHealthy marks slot's trial entry on the boot partition
 // mounted on bootDir good once every probe passed (a firmware on trial,
 // the first boot after an update, becomes the one that keeps booting).
-// When the deadline passes first it logs the probe that failed and leaves
-// the entry: the next boot returns to the slot the box was updated from.
-// A slot not on trial is left alone, unprobed.
-func markGoodWhenHealthy(ctx context.Context, log *slog.Logger, bootDir, slot string, probes []probe, deadline time.Duration) {
+// When the deadline passes first it logs the probe that failed, leaves
+// the entry and calls fallBack (on the box: reboot), so that the next
+// boot returns to the slot the box was updated from. A slot not on trial
+// is left alone, unprobed.
+func markGoodWhenHealthy(ctx context.Context, log *slog.Logger, bootDir, slot string, probes []probe, deadline time.Duration, fallBack func() error) {
 	es, err := firmware.Entries(bootDir)
 	if err != nil {
 		log.Error("firmware: reading the boot entries", "err", err)
@@ -267,7 +268,10 @@ func markGoodWhenHealthy(ctx context.Context, log *slog.Logger, bootDir, slot st
 			log.Warn("firmware: stopped before the health check passed; slot not marked good", "slot", slot)
 			return
 		}
-		log.Error("firmware: the new firmware is not healthy; slot not marked good, the next boot returns to the old slot", "slot", slot, "err", err)
+		log.Error("firmware: the new firmware is not healthy; slot not marked good, rebooting into the old slot", "slot", slot, "err", err)
+		if err := fallBack(); err != nil {
+			log.Error("firmware: reboot into the old slot", "err", err)
+		}
 		return
 	}
 	switch err := firmware.MarkGood(bootDir, slot); {

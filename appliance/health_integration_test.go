@@ -49,7 +49,10 @@ func TestHealthCheckMarksSlotGood(t *testing.T) {
 		// Started at once after the server: the probes wait for the
 		// NetBIOS name claim.
 		h.InNS(func() error {
-			markGoodWhenHealthy(context.Background(), slog.New(slog.NewTextHandler(&log, nil)), boot, "B", healthProbes(cfg), 30*time.Second)
+			markGoodWhenHealthy(context.Background(), slog.New(slog.NewTextHandler(&log, nil)), boot, "B", healthProbes(cfg), 30*time.Second, func() error {
+				t.Error("a healthy firmware asked for the reboot into the old slot")
+				return nil
+			})
 			return nil
 		})
 		if _, err := os.Stat(filepath.Join(boot, "loader/entries/concierge-2-B.conf")); err != nil || !strings.Contains(log.String(), "slot marked good") {
@@ -77,15 +80,22 @@ func TestHealthCheckMarksSlotGood(t *testing.T) {
 		silent.POP3.Listen = mute.Addr().String()
 		boot := trialBootDir(t)
 		var log testnet.SafeBuffer
+		rebooted := false
 		const deadline = 3 * time.Second
 		start := time.Now()
 		h.InNS(func() error {
-			markGoodWhenHealthy(context.Background(), slog.New(slog.NewTextHandler(&log, nil)), boot, "B", healthProbes(&silent), deadline)
+			markGoodWhenHealthy(context.Background(), slog.New(slog.NewTextHandler(&log, nil)), boot, "B", healthProbes(&silent), deadline, func() error {
+				rebooted = true
+				return nil
+			})
 			return nil
 		})
 		took := time.Since(start)
 		if _, err := os.Stat(filepath.Join(boot, "loader/entries/concierge-2-B+0-1.conf")); err != nil {
 			t.Errorf("the trial entry changed: %v", err)
+		}
+		if !rebooted {
+			t.Error("an unhealthy firmware on trial did not reboot into the old slot")
 		}
 		l := log.String()
 		if !strings.Contains(l, "slot not marked good") || !strings.Contains(l, "pop3 ("+silent.POP3.Listen+") did not answer within 3s") || strings.Contains(l, "slot marked good") {
