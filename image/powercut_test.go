@@ -29,12 +29,6 @@ const (
 	// more, so the cuts fall at different points of the load.
 	cutAfter = 15
 	cutStep  = 5
-	// cutDelay is the time between the final dot of the message in
-	// flight and the kill, one more step each round: not a wait for
-	// anything, it moves the cut across the box's commit of that message
-	// (receive, spool, syncfs, link, syncfs, 250), which the result must
-	// not depend on.
-	cutDelay = 40 * time.Millisecond
 	// cutWait bounds the wait for those 250s (TCG on a loaded machine).
 	cutWait = 3 * time.Minute
 	// loadSessions and loadSize: smtp-source's parallel sessions and
@@ -140,9 +134,12 @@ func powerCut(t *testing.T, img string) {
 
 // loadUntilCut starts smtp-source and, once that has sent loadFirst
 // messages, the recording client; it kills QEMU (SIGKILL) when the client
-// has n 250s and has sent the final dot of the next message (and
-// cutDelay times the round number less one has passed), while smtp-source
-// still sends; it returns what the client recorded and smtp-source's count.
+// has n 250s and has sent the final dot of the next message, and
+// smtp-source has sent the round's number less one further messages
+// after that dot (which moves the cut across the box's commit of the
+// message in flight: receive, spool, syncfs, link, syncfs, 250; the
+// result must not depend on where it falls), while smtp-source still
+// sends; it returns what the client recorded and smtp-source's count.
 func (v *vm) loadUntilCut(round, n int) (sent, int) {
 	t := v.t
 	t.Helper()
@@ -164,7 +161,10 @@ func (v *vm) loadUntilCut(round, n int) (sent, int) {
 	if load.Exited() {
 		t.Fatalf("round %d: smtp-source stopped before the cut: %v\n%s", round, load.Err, tail(load.Out.String()))
 	}
-	time.Sleep(time.Duration(round-1) * cutDelay)
+	after := loadSent(load.Out.String()) + round - 1
+	if !load.WaitOutput(cutWait, func(out string) bool { return loadSent(out) >= after }) {
+		t.Fatalf("round %d: smtp-source did not reach %d messages within %v:\n%s", round, after, cutWait, tail(load.Out.String()))
+	}
 	loaded := loadSent(load.Out.String())
 	v.cmd.Process.Kill() // SIGKILL: the power cut
 	<-v.exited
