@@ -62,22 +62,11 @@ func TestHealthCheckMarksSlotGood(t *testing.T) {
 	})
 
 	t.Run("pop3 silent", func(t *testing.T) {
-		var mute net.Listener
-		if err := h.InNS(func() (err error) { mute, err = net.Listen("tcp", a+":0"); return }); err != nil {
-			t.Fatal(err)
-		}
-		defer mute.Close()
-		go func() {
-			for {
-				c, err := mute.Accept()
-				if err != nil {
-					return
-				}
-				defer c.Close() // held open, never greeting
-			}
-		}()
+		held := make(chan struct{})
+		t.Cleanup(func() { close(held) })
+		mute := h.ServeTCP(t, 0, func(net.Conn) { <-held }) // held open, never greeting
 		silent := *cfg
-		silent.POP3.Listen = mute.Addr().String()
+		silent.POP3.Listen = mute
 		boot := trialBootDir(t)
 		var log testnet.SafeBuffer
 		rebooted := false

@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -412,6 +413,26 @@ func ServeLoopback(t testing.TB, handle func(net.Conn)) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return Serve(t, l, handle)
+}
+
+// ServeTCP is ServeLoopback on the host's address and port (0: any) in
+// its namespace.
+func (h *Host) ServeTCP(t testing.TB, port int, handle func(net.Conn)) string {
+	t.Helper()
+	var l net.Listener
+	if err := h.InNS(func() (err error) {
+		l, err = net.Listen("tcp4", net.JoinHostPort(h.Addr.String(), strconv.Itoa(port)))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return Serve(t, l, handle)
+}
+
+// Serve is the accept loop of ServeLoopback and ServeTCP on l, which
+// closes with the test.
+func Serve(t testing.TB, l net.Listener, handle func(net.Conn)) string {
 	t.Cleanup(func() { l.Close() })
 	go func() {
 		for {

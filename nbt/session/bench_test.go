@@ -6,6 +6,7 @@ import (
 	"net"
 	"testing"
 
+	"concierge/internal/testnet"
 	"concierge/nbt/wire"
 )
 
@@ -58,21 +59,10 @@ func BenchmarkGatewayThroughput(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	b.Run("direct", func(b *testing.B) {
-		c, err := net.Dial("tcp", echo)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer c.Close()
-		br := bufio.NewReaderSize(c, readBuffer)
-		run(b, c, payload, func(n int) error {
-			_, err := br.Discard(n)
-			return err
-		})
-	})
-	for _, splice := range []bool{false, true} {
-		b.Run(map[bool]string{false: "proxy-copy", true: "proxy-splice"}[splice], func(b *testing.B) {
-			c, err := net.Dial("tcp", tcpProxy(b, echo, splice))
+	// plain sends the payloads unframed to addr and reads the echo.
+	plain := func(addr func(*testing.B) string) func(*testing.B) {
+		return func(b *testing.B) {
+			c, err := net.Dial("tcp", addr(b))
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -82,8 +72,11 @@ func BenchmarkGatewayThroughput(b *testing.B) {
 				_, err := br.Discard(n)
 				return err
 			})
-		})
+		}
 	}
+	b.Run("direct", plain(func(*testing.B) string { return echo }))
+	b.Run("proxy-copy", plain(func(b *testing.B) string { return tcpProxy(b, echo, false) }))
+	b.Run("proxy-splice", plain(func(b *testing.B) string { return tcpProxy(b, echo, true) }))
 	b.Run("gateway", func(b *testing.B) {
 		c, err := net.Dial("tcp", l.Addr().String())
 		if err != nil {
@@ -130,25 +123,13 @@ func tcpProxy(b *testing.B, addr string, splice bool) string {
 		// Hiding ReadFrom and WriteTo keeps the runtime from splicing.
 		io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, make([]byte, 64<<10))
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			s, err := net.Dial("tcp", addr)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			go func() { relay(s, c); s.(*net.TCPConn).CloseWrite() }()
-			go func() { relay(c, s); c.Close(); s.Close() }()
+	return testnet.ServeLoopback(b, func(c net.Conn) {
+		s, err := net.Dial("tcp", addr)
+		if err != nil {
+			return
 		}
-	}()
-	return l.Addr().String()
+		defer s.Close()
+		go func() { relay(s, c); s.(*net.TCPConn).CloseWrite() }()
+		relay(c, s)
+	})
 }

@@ -69,23 +69,7 @@ func TestNBSSGatewayImpacketAndDatagrams(t *testing.T) {
 	boxH, pc, svc := lan.AddHost("box", 1), lan.AddHost("pc", 2), lan.AddHost("svc", 3)
 
 	// The TCP echo service behind the gateway, on its own host.
-	var l net.Listener
-	if err := svc.InNS(func() (err error) {
-		l, err = net.Listen("tcp4", svc.Addr.String()+":7007")
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); io.Copy(c, c) }()
-		}
-	}()
+	svc.ServeTCP(t, 7007, func(c net.Conn) { io.Copy(c, c) })
 
 	b := testnet.NewBox(t, boxH)
 	for _, kv := range [][2]string{

@@ -19,14 +19,6 @@ import (
 // a KEEP ALIVE before each), as a file server's session layer would
 // carry SMB.
 func echoPeer(t *testing.T, h *testnet.Host, called wire.Name) {
-	var l net.Listener
-	if err := h.InNS(func() (err error) {
-		l, err = net.Listen("tcp4", h.Addr.String()+":139")
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
 	read := func(c net.Conn) (wire.SessionHeader, []byte, error) {
 		var hb [4]byte
 		if _, err := io.ReadFull(c, hb[:]); err != nil {
@@ -40,34 +32,25 @@ func echoPeer(t *testing.T, h *testnet.Host, called wire.Name) {
 		_, err = io.ReadFull(c, body)
 		return hd, body, err
 	}
-	go func() {
+	h.ServeTCP(t, 139, func(c net.Conn) {
+		hd, body, err := read(c)
+		if err != nil || hd.Type != wire.SessRequest {
+			return
+		}
+		if r, err := wire.ParseSessionRequest(body); err != nil || !r.Called.Equal(called) {
+			c.Write(wire.AppendNegative(nil, wire.SessErrNotListeningCalled))
+			return
+		}
+		c.Write([]byte{wire.SessPositive, 0, 0, 0})
 		for {
-			c, err := l.Accept()
-			if err != nil {
+			hd, body, err := read(c)
+			if err != nil || hd.Type != wire.SessMessage {
 				return
 			}
-			go func() {
-				defer c.Close()
-				hd, body, err := read(c)
-				if err != nil || hd.Type != wire.SessRequest {
-					return
-				}
-				if r, err := wire.ParseSessionRequest(body); err != nil || !r.Called.Equal(called) {
-					c.Write(wire.AppendNegative(nil, wire.SessErrNotListeningCalled))
-					return
-				}
-				c.Write([]byte{wire.SessPositive, 0, 0, 0})
-				for {
-					hd, body, err := read(c)
-					if err != nil || hd.Type != wire.SessMessage {
-						return
-					}
-					out, _ := wire.AppendSessionHeader([]byte{wire.SessKeepAlive, 0, 0, 0}, wire.SessMessage, len(body))
-					c.Write(append(out, body...))
-				}
-			}()
+			out, _ := wire.AppendSessionHeader([]byte{wire.SessKeepAlive, 0, 0, 0}, wire.SessMessage, len(body))
+			c.Write(append(out, body...))
 		}
-	}()
+	})
 }
 
 // Issue 13's reverse gateway: a plain TCP client on the box's port 8139
