@@ -31,6 +31,13 @@ type Table struct {
 	esize   int
 }
 
+// Disk is what Grow reads and writes: a block device or an image file.
+type Disk interface {
+	io.ReaderAt
+	io.WriterAt
+	Sync() error
+}
+
 // Partition is one used entry of the table.
 type Partition struct {
 	Index       int
@@ -116,11 +123,7 @@ func (t *Table) Find(name string) (Partition, error) {
 // the two leaves the old primary table, which still names the old
 // backup: the disk stays as it was. It returns the partition as it is
 // now and whether it grew.
-func Grow(f interface {
-	io.ReaderAt
-	io.WriterAt
-	Sync() error
-}, size int64, name string) (Partition, bool, error) {
+func Grow(f Disk, size int64, name string) (Partition, bool, error) {
 	t, err := Read(f)
 	if err != nil {
 		return Partition{}, false, err
@@ -178,10 +181,7 @@ type chunk struct {
 }
 
 // write writes the chunks of one table and syncs the disk.
-func write(f interface {
-	io.WriterAt
-	Sync() error
-}, which string, cs ...chunk) error {
+func write(f Disk, which string, cs ...chunk) error {
 	for _, c := range cs {
 		if _, err := f.WriteAt(c.b, c.lba*SectorSize); err != nil {
 			return fmt.Errorf("gpt: %s table: %w", which, err)
