@@ -235,12 +235,17 @@ func (c *conn) gateway(gw *Gateway) {
 	defer stop()
 	c.log.Info("nbss: gateway session", "called", c.req.Called.String(), "calling", c.req.Calling.String(), "to", gw.Addr)
 
+	toCaller := c.toCaller
+	if sp, ok := newSplicer(c.tc.Conn, back); ok {
+		defer sp.close() // after wg.Wait below
+		toCaller = func(net.Conn) { sp.toCaller(c) }
+	}
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		defer c.tc.Conn.Close()
-		c.toCaller(back)
+		toCaller(back)
 	}()
 	err = c.fromCaller(back)
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {

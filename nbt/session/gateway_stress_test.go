@@ -10,7 +10,10 @@ import (
 	"concierge/nbt/wire"
 )
 
-var gatewayRuns = flag.Int("gateway-runs", 8, "sessions TestGatewayStress pushes through the gateway (many, to show that no copy loop stalls)")
+var (
+	gatewayRuns  = flag.Int("gateway-runs", 8, "sessions TestGatewayStress pushes through the gateway (many, to show that no copy loop stalls)")
+	gatewayBytes = flag.Int("gateway-mib", 16, "MiB TestGatewayStress pushes through each session")
+)
 
 // TestGatewayStress pushes megabytes through many gateway sessions in a
 // row, each with a deadline: the caller writes SESSION MESSAGEs of 16 KiB
@@ -21,10 +24,10 @@ var gatewayRuns = flag.Int("gateway-runs", 8, "sessions TestGatewayStress pushes
 func TestGatewayStress(t *testing.T) {
 	const (
 		chunk    = 16 << 10
-		perRun   = 16 << 20
 		deadline = 20 * time.Second
 	)
 	_, addr, _ := start(t, Config{Gateways: []Gateway{{Name: gwName, Addr: echoServer(t)}}})
+	perRun := *gatewayBytes << 20
 	frame := message(make([]byte, chunk))
 	for run := range *gatewayRuns {
 		c, h, _ := call(t, addr, gwName)

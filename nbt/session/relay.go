@@ -19,7 +19,9 @@ import (
 //     (writev through net.Buffers);
 //   - service → caller: whatever the service has sent (up to MaxMessage
 //     bytes) is read into the buffer behind room for a header and goes
-//     to the caller as one SESSION MESSAGE in one write.
+//     to the caller as one SESSION MESSAGE in one write. Between two TCP
+//     sockets the bytes go another way, through a kernel pipe without
+//     entering user space (splice.go).
 //
 // Write deadlines are moved on at most every deadlineRefresh, so a write
 // that makes no progress still fails after writeTimeout less at most that.

@@ -2,9 +2,12 @@ package session
 
 import (
 	"bytes"
+	"cmp"
+	"context"
 	"errors"
 	"io"
 	"math/rand/v2"
+	"net"
 	"strings"
 	"testing"
 
@@ -14,10 +17,38 @@ import (
 // TestGatewayBulk sends megabytes through the gateway in messages of many
 // sizes, with KEEP ALIVEs between them, written in pieces that cut
 // headers in two, and checks that the echo comes back byte for byte in
-// SESSION MESSAGEs no longer than the limit.
+// SESSION MESSAGEs no longer than the limit: through the pipe the
+// gateway splices between TCP sockets, with the default limit and a
+// small one (several messages from one splice), and through the copy
+// loop that serves any other connection.
 func TestGatewayBulk(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		max  int
+		wrap bool // the service connection is not a *net.TCPConn
+	}{
+		{"splice", 0, false},
+		{"splice, small messages", 20_000, false},
+		{"copy", 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := Config{Gateways: []Gateway{{Name: gwName, Addr: echoServer(t)}}, MaxMessage: tc.max}
+			if tc.wrap {
+				var d net.Dialer
+				cfg.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+					c, err := d.DialContext(ctx, network, addr)
+					return struct{ net.Conn }{c}, err
+				}
+			}
+			gatewayBulk(t, cfg)
+		})
+	}
+}
+
+func gatewayBulk(t *testing.T, cfg Config) {
 	const total = 8 << 20
-	s, addr, sink := start(t, Config{Gateways: []Gateway{{Name: gwName, Addr: echoServer(t)}}})
+	limit := cmp.Or(cfg.MaxMessage, wire.MaxSessionLen)
+	s, addr, sink := start(t, cfg)
 	c, h, _ := call(t, addr, gwName)
 	if h.Type != wire.SessPositive {
 		t.Fatalf("response %#x", h.Type)
@@ -29,7 +60,7 @@ func TestGatewayBulk(t *testing.T) {
 	}
 	var stream []byte
 	for p := data; len(p) > 0; {
-		n := min(len(p), []int{1, 3, 100, 4096, 16 << 10, 70_000, wire.MaxSessionLen}[rng.IntN(7)])
+		n := min(len(p), limit, []int{1, 3, 100, 4096, 16 << 10, 70_000, wire.MaxSessionLen}[rng.IntN(7)])
 		if rng.IntN(4) == 0 {
 			stream = append(stream, wire.SessKeepAlive, 0, 0, 0)
 		}
@@ -58,6 +89,9 @@ func TestGatewayBulk(t *testing.T) {
 		if err != nil || h.Type != wire.SessMessage && h.Type != wire.SessKeepAlive {
 			t.Fatalf("header % x: %v", hb, err)
 		}
+		if h.Length > limit {
+			t.Fatalf("a message of %d bytes, limit %d", h.Length, limit)
+		}
 		n := len(got)
 		got = append(got, make([]byte, h.Length)...)
 		if _, err := io.ReadFull(c, got[n:]); err != nil {
@@ -69,6 +103,10 @@ func TestGatewayBulk(t *testing.T) {
 	}
 	if !bytes.Equal(got, data) {
 		t.Fatal("echo differs")
+	}
+	// The session is still open: between TCP sockets its pipe counts.
+	if cfg.Dial == nil && pipeBytes.Load() == 0 {
+		t.Error("no pipe open: the session did not splice")
 	}
 	if in, out := s.Counters()["bytes_in"], s.Counters()["bytes_out"]; in != total || out != total {
 		t.Errorf("counted %d in, %d out; want %d", in, out, total)
@@ -115,5 +153,28 @@ func TestDeframer(t *testing.T) {
 		if !errors.Is(err, tc.want) || len(pieces) != 1 || string(pieces[0]) != "ab" {
 			t.Errorf("% x: %q %v, want \"ab\" and %v", tc.in, pieces, err, tc.want)
 		}
+	}
+}
+
+// TestPipeBudget takes pipes until the budget is spent: large ones first,
+// then small ones, never more than the budget, and all of it back after.
+func TestPipeBudget(t *testing.T) {
+	var sizes []int
+	for n := reservePipe(); n > 0; n = reservePipe() {
+		sizes = append(sizes, n)
+	}
+	if got := pipeBytes.Load(); got > pipeBudget {
+		t.Errorf("%d bytes reserved, budget %d", got, pipeBudget)
+	}
+	if len(sizes) == 0 || sizes[0] != pipeLarge || sizes[len(sizes)-1] != pipeSmall {
+		t.Errorf("sizes %v: want %d first and %d last", sizes, pipeLarge, pipeSmall)
+	}
+	for _, n := range sizes {
+		pipeBytes.Add(-int64(n))
+	}
+	if n := reservePipe(); n != pipeLarge {
+		t.Errorf("after release: %d, want %d", n, pipeLarge)
+	} else {
+		pipeBytes.Add(-int64(n))
 	}
 }
