@@ -236,9 +236,14 @@ func (c *conn) gateway(gw *Gateway) {
 	c.log.Info("nbss: gateway session", "called", c.req.Called.String(), "calling", c.req.Calling.String(), "to", gw.Addr)
 
 	toCaller := c.toCaller
-	if sp, ok := newSplicer(c.tc.Conn, back); ok {
+	if sp, ok := newSplicer(back, c.tc.Conn); ok {
 		defer sp.close() // after wg.Wait below
-		toCaller = func(net.Conn) { sp.toCaller(c) }
+		toCaller = func(net.Conn) {
+			sp.run(c.cfg.MaxMessage, c.sendMessage, func(n int) { // ends as toCaller does
+				c.out.Add(uint64(n))
+				c.srv.counters.bytesOut.Add(uint64(n))
+			})
+		}
 	}
 	var wg sync.WaitGroup
 	wg.Add(1)

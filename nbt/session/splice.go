@@ -11,23 +11,24 @@ import (
 	"concierge/nbt/wire"
 )
 
-// Between two TCP sockets the gateway sends the service's bytes to the
-// caller with splice(2) through a kernel pipe, so they never cross into
-// user space: one splice moves what the service has sent into the pipe,
-// and it leaves as SESSION MESSAGEs of at most MaxMessage bytes, each a
-// 4-byte header sent with MSG_MORE and the pipe spliced after it, under
-// the caller's write lock. The caller's bytes still go through a buffer
-// (relay.go): each of its messages has a header to take out, and a
-// splice per message costs more than the copy it saves (see
-// docs/benchmarks-nbt.md).
+// Between two TCP sockets, the direction of a session that gains the
+// framing (the service's bytes to the caller in the gateway, the TCP
+// client's bytes to the LAN host in the reverse gateway) moves its bytes
+// with splice(2) through a kernel pipe, so they never cross into user
+// space: one splice moves what the source has sent into the pipe, and it
+// leaves as SESSION MESSAGEs of at most the message limit, each a 4-byte
+// header sent with MSG_MORE and the pipe spliced after it. The direction
+// that loses the framing still goes through a buffer (relay.go): each of
+// its messages has a header to take out, and a splice per message costs
+// more than the copy it saves (see docs/benchmarks-nbt.md).
 //
-// The pipe is empty whenever the gateway waits for the service, so a
+// The pipe is empty whenever the splicer waits for its source, so a
 // splice into it that would block means the socket has nothing, never
 // that the pipe is full: the wait cannot miss a wakeup.
 
 // Pipe sizes (F_SETPIPE_SZ). The pipe's pages are the sockets' own,
-// taken by reference, and held only while the caller is slower than the
-// service, but they are outside TCP's memory accounting, so all the
+// taken by reference, and held only while the destination is slower than
+// the source, but they are outside TCP's memory accounting, so all the
 // sessions' pipes together may hold at most pipeBudget: large pipes take
 // up to half of it, small ones the rest (with the default 64 sessions,
 // every session gets one).
@@ -151,28 +152,28 @@ func (p *kpipe) send(dst syscall.RawConn, head []byte, k int, more bool) error {
 	return err
 }
 
-// splicer is the service → caller direction of a gateway session
-// between two TCP sockets.
+// splicer frames one direction of a session between two TCP sockets:
+// what arrives on src goes to dst as SESSION MESSAGEs, through the pipe.
 type splicer struct {
-	caller, service syscall.RawConn
-	pipe            *kpipe
+	src, dst syscall.RawConn
+	pipe     *kpipe
 }
 
-// newSplicer returns the splicer for a session, or false when either
-// side is not a TCP socket or the pipe budget is spent: the copy loop
-// then serves.
-func newSplicer(caller, service net.Conn) (*splicer, bool) {
-	cs, ok1 := caller.(*net.TCPConn)
-	ss, ok2 := service.(*net.TCPConn)
+// newSplicer returns the splicer from src to dst, or false when either
+// is not a TCP socket or the pipe budget is spent: a copy loop then
+// serves.
+func newSplicer(src, dst net.Conn) (*splicer, bool) {
+	st, ok1 := src.(*net.TCPConn)
+	dt, ok2 := dst.(*net.TCPConn)
 	if !ok1 || !ok2 {
 		return nil, false
 	}
 	s := &splicer{}
 	var err error
-	if s.caller, err = cs.SyscallConn(); err != nil {
+	if s.src, err = st.SyscallConn(); err != nil {
 		return nil, false
 	}
-	if s.service, err = ss.SyscallConn(); err != nil {
+	if s.dst, err = dt.SyscallConn(); err != nil {
 		return nil, false
 	}
 	var ok bool
@@ -184,30 +185,31 @@ func newSplicer(caller, service net.Conn) (*splicer, bool) {
 
 func (s *splicer) close() { s.pipe.close() }
 
-// toCaller is conn.toCaller through the pipe, until the service closes
-// or a write fails.
-func (s *splicer) toCaller(c *conn) {
+// run sends what src sends to dst in SESSION MESSAGEs of at most max
+// bytes until src closes (nil) or a read or write fails. Each splice
+// from src goes out under write (which holds dst's write lock, if it has
+// one, and runs the function it is given); sent counts its bytes.
+func (s *splicer) run(max int, write func(func() error) error, sent func(int)) error {
 	var hb [wire.SessHeaderLen]byte
 	p := s.pipe
 	for {
-		n, err := p.fill(s.service)
+		n, err := p.fill(s.src)
 		if err != nil || n == 0 {
-			return
+			return err
 		}
-		err = c.sendMessage(func() error {
+		err = write(func() error {
 			for p.n > 0 {
-				k := min(p.n, c.cfg.MaxMessage)
+				k := min(p.n, max)
 				wire.AppendSessionHeader(hb[:0], wire.SessMessage, k)
-				if err := p.send(s.caller, hb[:], k, p.n > k); err != nil {
+				if err := p.send(s.dst, hb[:], k, p.n > k); err != nil {
 					return err
 				}
 			}
 			return nil
 		})
 		if err != nil {
-			return
+			return err
 		}
-		c.out.Add(uint64(n))
-		c.srv.counters.bytesOut.Add(uint64(n))
+		sent(n)
 	}
 }
