@@ -45,7 +45,7 @@ func (s *deliveryService) newTransport(cfg *config.Config) (*deliver.Transport, 
 	d := cfg.Delivery
 	t := &deliver.Transport{
 		Hostname: cfg.Hostname,
-		Resolver: &deliver.Resolver{Servers: d.DNSServers},
+		Resolver: &deliver.Resolver{Servers: cfg.Resolvers()},
 		Log:      s.env.Log.With("service", "delivery"),
 	}
 	if d.Smarthost != "" {
@@ -74,7 +74,7 @@ func (s *deliveryService) newTransport(cfg *config.Config) (*deliver.Transport, 
 func (s *deliveryService) directTransport(cfg *config.Config) *deliver.Transport {
 	return &deliver.Transport{
 		Hostname: cfg.Hostname,
-		Resolver: &deliver.Resolver{Servers: cfg.Delivery.DNSServers},
+		Resolver: &deliver.Resolver{Servers: cfg.Resolvers()},
 		Log:      s.env.Log.With("service", "delivery"),
 	}
 }

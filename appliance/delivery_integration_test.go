@@ -198,6 +198,23 @@ func TestDeliveryMXPreference(t *testing.T) {
 	}
 }
 
+// An office that types its DNS server on the network page, and not on
+// the delivery page, gets its mail out: with no delivery.dns_servers and
+// a resolv.conf that points nowhere, delivery asks the network page's
+// DNS servers.
+func TestDeliveryAsksTheNetworkPageDNS(t *testing.T) {
+	o := newOutLAN(t, func(b *testnet.Box) {
+		b.CLI("network", "set", b.IF, boxIP+"/24", "--dns", dnsIP)
+	})
+	o.box.SetResolver("10.77.99.99")
+	sink := o.lan.AddHost("amx", 23).StartSink(25)
+	o.start()
+	token := o.submit(t, "someone@amx.test")
+	if !testnet.WaitFor(15*time.Second, func() bool { return len(containing(sink.Messages(), token)) > 0 }) {
+		t.Fatalf("not delivered through the network page's DNS server:\n%s\n%s", o.box.CLI("queue", "list"), o.box.Proc.Out.String())
+	}
+}
+
 var dsnStatus = regexp.MustCompile(`(?m)^Status: (\S+)`)
 
 // Acceptance 2: no MX but an A record; null MX and NXDOMAIN bounce at once.

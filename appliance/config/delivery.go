@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"time"
 
@@ -13,7 +14,9 @@ import (
 // Delivery holds the settings of outbound delivery (the queue runner).
 type Delivery struct {
 	// DNSServers are the resolvers asked for MX and address records, as
-	// IP or IP:port; empty means the ones in /etc/resolv.conf.
+	// IP or IP:port; empty means the network interfaces' DNS servers
+	// (the network page), or else the ones in /etc/resolv.conf (see
+	// Config.Resolvers).
 	DNSServers []string `json:"dns_servers"`
 	// Smarthost, when set (host:port), receives all outbound mail instead
 	// of the recipients' MX hosts: the ISP's relay.
@@ -123,4 +126,23 @@ func checkDNSServer(s string) error {
 		return fmt.Errorf("%q: bad port", s)
 	}
 	return nil
+}
+
+// Resolvers are the DNS servers outbound delivery and the diagnostics
+// ask: delivery.dns_servers when set, else the DNS servers the network
+// page gives the interfaces (each once, in order), else none, which
+// means the ones in /etc/resolv.conf.
+func (c *Config) Resolvers() []string {
+	if len(c.Delivery.DNSServers) > 0 {
+		return c.Delivery.DNSServers
+	}
+	var out []string
+	for _, i := range c.Network.Interfaces {
+		for _, d := range i.DNS {
+			if !slices.Contains(out, d) {
+				out = append(out, d)
+			}
+		}
+	}
+	return out
 }

@@ -57,3 +57,25 @@ func TestMoveListeners(t *testing.T) {
 		t.Errorf("after the move: smtp %+v pop3 %q web %q", c.SMTP, c.POP3.Listen, c.Web.HTTPListen)
 	}
 }
+
+// Outbound delivery asks delivery.dns_servers when set, else the DNS
+// servers the network page gives the interfaces, each once.
+func TestResolvers(t *testing.T) {
+	c := Default()
+	if r := c.Resolvers(); len(r) != 0 {
+		t.Errorf("default: %v, want none (resolv.conf)", r)
+	}
+	if err := c.SetInterface("eth0", "10.77.0.5/24", "10.77.0.1", "10.77.0.1, 10.77.0.2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetInterface("eth1", "10.78.0.5/24", "", "10.77.0.2 10.78.0.1"); err != nil {
+		t.Fatal(err)
+	}
+	if r := strings.Join(c.Resolvers(), " "); r != "10.77.0.1 10.77.0.2 10.78.0.1" {
+		t.Errorf("from the interfaces: %q", r)
+	}
+	c.Delivery.DNSServers = []string{"192.0.2.53:5353"}
+	if r := strings.Join(c.Resolvers(), " "); r != "192.0.2.53:5353" {
+		t.Errorf("with delivery.dns_servers: %q", r)
+	}
+}

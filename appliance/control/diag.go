@@ -39,7 +39,7 @@ func (s *Service) checkDNS(ctx context.Context, a Args) (any, error) {
 		return nil, err
 	}
 	p := diagParams(cfg, s.Running())
-	r := &deliver.Resolver{Servers: cfg.Delivery.DNSServers, Timeout: diag.QueryTimeout}
+	r := &deliver.Resolver{Servers: cfg.Resolvers(), Timeout: diag.QueryTimeout}
 	rep := diag.Run(ctx, p, r, diag.SMTPProber{})
 	s.diagLast.Store(rep)
 	s.opt.Log.Info("diagnostics run", "summary", rep.Summary())

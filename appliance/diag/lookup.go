@@ -13,7 +13,7 @@ import (
 )
 
 // Resolver answers DNS queries. *deliver.Resolver is the real one (the
-// servers of delivery.dns_servers, or /etc/resolv.conf); an error wrapping
+// servers of config.Config.Resolvers); an error wrapping
 // deliver.ErrNXDomain means the name does not exist.
 type Resolver interface {
 	Query(ctx context.Context, name string, qtype uint16) (*dns.Msg, error)
