@@ -8,6 +8,7 @@ import (
 	"concierge/appliance/config"
 	"concierge/appliance/timesync"
 	"concierge/internal/firmware"
+	"concierge/smtpd/deliver"
 )
 
 // timeService keeps the clock right (appliance/timesync): it always
@@ -34,16 +35,18 @@ func onBox() bool { return os.Getenv(firmware.SlotEnv) != "" && os.Getppid() == 
 // the box and leaves time to the host elsewhere (a workstation running
 // "make run", a test), where no server is asked at all.
 func timeSettings(cfg *config.Config) timesync.Settings {
+	// Server names are looked up as the mail's are: through the DNS
+	// servers of the settings (the box has no /etc/resolv.conf).
+	set := timesync.Settings{Servers: cfg.Time.NTPServers, Lookup: (&deliver.Resolver{Servers: cfg.Resolvers()}).LookupHost}
 	switch cfg.Time.SetClock {
 	case config.SetClockOn:
-		return timesync.Settings{Servers: cfg.Time.NTPServers, SetClock: true}
+		set.SetClock = true
 	case config.SetClockOff:
-		return timesync.Settings{Servers: cfg.Time.NTPServers}
+	default:
+		set.SetClock = onBox()
+		set.HostKeeps = !set.SetClock
 	}
-	if onBox() {
-		return timesync.Settings{Servers: cfg.Time.NTPServers, SetClock: true}
-	}
-	return timesync.Settings{Servers: cfg.Time.NTPServers, HostKeeps: true}
+	return set
 }
 
 func (s *timeService) Start(ctx context.Context, cfg *config.Config) error {

@@ -19,6 +19,7 @@ const (
 	timeBox    = timeNet + ".1"
 	timeServer = timeNet + ".123"
 	timeMute   = timeNet + ".124"
+	timeDNS    = timeNet + ".53"
 	timeAdmin  = "Quiet-Clock-Tower-58"
 )
 
@@ -65,7 +66,10 @@ func TestTimeAgainstChrony(t *testing.T) {
 	lan := testnet.NewLAN(t, timeNet+".0/24")
 	boxH, ntpH, pc := lan.AddHost("box", 1), lan.AddHost("ntp", 123), lan.AddHost("pc", 10)
 	startChrony(t, ntpH, timeNet+".0/24")
+	lan.AddHost("dns", 53).StartDNS("test", "--host-record=ntp.office.test,"+timeServer)
 	b := testnet.NewBox(t, boxH)
+	// The box's own resolv.conf points nowhere, as the image has none.
+	b.SetResolver(timeMute)
 	b.CLI("config", "set", "web.http_listen", timeBox+":80")
 	b.CLI("config", "set", "web.https_listen", "")
 	b.CLIInput(timeAdmin+"\n", "admin", "passwd")
@@ -123,6 +127,15 @@ func TestTimeAgainstChrony(t *testing.T) {
 		t.Errorf("the status page does not show the error:\n%s", page)
 	}
 	t.Logf("with a silent server:\n%s", out)
+
+	// A server by name is looked up through the DNS servers given on
+	// the network page.
+	b.CLI("network", "set", boxH.IF, timeBox+"/24", "--dns", timeDNS)
+	b.CLI("config", "set", "time.ntp_servers", "ntp.office.test")
+	byName := regexp.MustCompile(`msg="time: synchronized" .*server=ntp\.office\.test `)
+	if !b.Proc.WaitOutput(30*time.Second, byName.MatchString) {
+		t.Fatalf("the box did not synchronize with chronyd by name:\n%s", b.Proc.Out.String())
+	}
 
 	// The host's clock was never set: it only moved forward, by about
 	// the test's duration.

@@ -16,6 +16,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -63,6 +65,10 @@ type Settings struct {
 	// (a server that is not the box's init, time.set_clock auto): no
 	// server is asked, so a workstation or a test sends no query.
 	HostKeeps bool
+	// Lookup resolves the servers' host names; nil means the system's
+	// resolver (/etc/resolv.conf, which the box's image does not have:
+	// there the appliance passes the DNS servers of its settings).
+	Lookup func(ctx context.Context, host string) ([]netip.Addr, error)
 	// Zero values mean the defaults above.
 	Poll, RetryMin, RetryMax, QueryTimeout, StepThreshold, MaxAge time.Duration
 }
@@ -261,7 +267,11 @@ func (s *Syncer) round(ctx context.Context, set Settings) bool {
 	}
 	var problems []string
 	for _, srv := range set.Servers {
-		sm, err := query(ctx, srv, set.QueryTimeout)
+		addr, err := resolve(ctx, srv, set)
+		var sm Sample
+		if err == nil {
+			sm, err = query(ctx, addr, set.QueryTimeout)
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return false
@@ -276,6 +286,29 @@ func (s *Syncer) round(ctx context.Context, set Settings) bool {
 	s.Log.Warn("time: no time server answered", "err", msg)
 	s.update(func(st *Status) { st.LastError, st.LastErrorAt = msg, time.Now() })
 	return false
+}
+
+// resolve turns a server's host name into an address with set.Lookup,
+// keeping the port; addresses, and every server without a Lookup, are
+// left to the query.
+func resolve(ctx context.Context, srv string, set Settings) (string, error) {
+	host, port, err := net.SplitHostPort(srv)
+	if err != nil {
+		host, port = srv, "123"
+	}
+	if _, err := netip.ParseAddr(host); err == nil || set.Lookup == nil {
+		return srv, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, set.QueryTimeout)
+	defer cancel()
+	addrs, err := set.Lookup(ctx, host)
+	if err != nil {
+		return "", fmt.Errorf("looking up %s: %w", host, err)
+	}
+	if len(addrs) == 0 {
+		return "", fmt.Errorf("looking up %s: no address", host)
+	}
+	return net.JoinHostPort(addrs[0].String(), port), nil
 }
 
 // good records a valid answer and steps the clock when it may and must.
