@@ -40,12 +40,22 @@ func newDeliveryService(env *Env) Service { return &deliveryService{env: env} }
 
 func (s *deliveryService) Name() string { return "delivery" }
 
+// lookupTimeout bounds a name lookup outside delivery (which has its
+// own): the ISP's mail host, a time server.
+const lookupTimeout = 5 * time.Second
+
+// resolver asks the DNS servers of the settings (config.Resolvers): the
+// one way the box looks names up, as it has no /etc/resolv.conf.
+func resolver(cfg *config.Config) *deliver.Resolver {
+	return &deliver.Resolver{Servers: cfg.Resolvers()}
+}
+
 // newTransport builds the SMTP client side from the settings.
 func (s *deliveryService) newTransport(cfg *config.Config) (*deliver.Transport, error) {
 	d := cfg.Delivery
 	t := &deliver.Transport{
 		Hostname: cfg.Hostname,
-		Resolver: &deliver.Resolver{Servers: cfg.Resolvers()},
+		Resolver: resolver(cfg),
 		Log:      s.env.Log.With("service", "delivery"),
 	}
 	if d.Smarthost != "" {
@@ -74,7 +84,7 @@ func (s *deliveryService) newTransport(cfg *config.Config) (*deliver.Transport, 
 func (s *deliveryService) directTransport(cfg *config.Config) *deliver.Transport {
 	return &deliver.Transport{
 		Hostname: cfg.Hostname,
-		Resolver: &deliver.Resolver{Servers: cfg.Resolvers()},
+		Resolver: resolver(cfg),
 		Log:      s.env.Log.With("service", "delivery"),
 	}
 }

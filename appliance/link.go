@@ -53,6 +53,7 @@ func linkSettings(cfg *config.Config) link.Settings {
 		MailHost: l.MailHost, ConfirmTimeout: l.ConfirmTimeout.D(), Retries: l.Retries, RetryWait: l.RetryWait.D(),
 		IdleTime: l.IdleTime.D(), Every: l.Every.D(), MaxUp: l.MaxUp.D(), Method: l.ReleaseMethod,
 		Domains: l.ReleaseDomains, ReleaseTimeout: l.ReleaseTimeout.D(), Hostname: cfg.Hostname,
+		Lookup: resolver(cfg).LookupHost,
 	}
 	if len(set.Domains) == 0 {
 		for _, d := range cfg.Domains {
@@ -259,7 +260,9 @@ func (s *linkService) fromISP(cfg *config.Config, ip netip.Addr) bool {
 	if a, err := netip.ParseAddr(host); err == nil {
 		return a == ip
 	}
-	addrs, _ := net.DefaultResolver.LookupNetIP(context.Background(), "ip", host)
+	ctx, cancel := context.WithTimeout(context.Background(), lookupTimeout)
+	defer cancel()
+	addrs, _ := resolver(cfg).LookupHost(ctx, host)
 	return slices.Contains(addrs, ip)
 }
 

@@ -48,7 +48,8 @@ func newDialOut(t *testing.T, mode string) *dialOut {
 	d := &dialOut{boxHost: lan.AddHost("box", 1), client: lan.AddHost("client", 10),
 		branch: lan.AddHost("branch", 20), stranger: lan.AddHost("stranger", 21)}
 	dns := lan.AddHost("dns", 53)
-	dns.StartDNS("test", "--mx-host=branch.test,mx.branch.test,10", "--host-record=mx.branch.test,"+dlBranchIP)
+	dns.StartDNS("test", "--mx-host=branch.test,mx.branch.test,10", "--host-record=mx.branch.test,"+dlBranchIP,
+		"--host-record=mail.isp.test,"+ispMX)
 	ispLAN := testnet.NewLAN(t, ispNet+".0/24")
 	d.isp = ispLAN.AddHost("isp", 2)
 
@@ -62,14 +63,19 @@ func newDialOut(t *testing.T, mode string) *dialOut {
 
 	b := testnet.NewBox(t, d.boxHost)
 	d.box = b
-	b.SetResolver(dlDNS)
+	// The office typed its DNS server on the network page only; the
+	// box's own resolv.conf points at a host without one, as the image
+	// has none: every name (the branch's MX, the ISP's mail host) goes
+	// through the settings.
+	b.SetResolver(dlStranger)
+	b.CLI("network", "set", d.boxHost.IF, dlBox+"/24", "--dns", dlDNS)
 	b.CLI("domain", "add", "example.test")
 	b.CLIInput(bobPass+"\n", "user", "add", "bob")
 	b.CLI("config", "set", "smtp.mx_listen", ":25")
 	b.CLI("config", "set", "delivery.smarthost", ispMX+":25")
 	b.CLI("config", "set", "delivery.smarthost_ca_file", cert)
 	b.CLI("config", "set", "delivery.retry_schedule", "1s")
-	b.CLI("config", "set", "link.mail_host", ispMX+":25")
+	b.CLI("config", "set", "link.mail_host", "mail.isp.test:25")
 	b.CLI("config", "set", "link.mode", mode)
 	b.CLI("config", "set", "link.up_command", dlUpCommand)
 	b.CLI("config", "set", "link.down_command", testnet.WANDownCommand)

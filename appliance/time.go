@@ -8,7 +8,6 @@ import (
 	"concierge/appliance/config"
 	"concierge/appliance/timesync"
 	"concierge/internal/firmware"
-	"concierge/smtpd/deliver"
 )
 
 // timeService keeps the clock right (appliance/timesync): it always
@@ -37,7 +36,7 @@ func onBox() bool { return os.Getenv(firmware.SlotEnv) != "" && os.Getppid() == 
 func timeSettings(cfg *config.Config) timesync.Settings {
 	// Server names are looked up as the mail's are: through the DNS
 	// servers of the settings (the box has no /etc/resolv.conf).
-	set := timesync.Settings{Servers: cfg.Time.NTPServers, Lookup: (&deliver.Resolver{Servers: cfg.Resolvers()}).LookupHost}
+	set := timesync.Settings{Servers: cfg.Time.NTPServers, Lookup: resolver(cfg).LookupHost}
 	switch cfg.Time.SetClock {
 	case config.SetClockOn:
 		set.SetClock = true

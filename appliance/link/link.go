@@ -26,6 +26,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"concierge/internal/hostaddr"
 )
 
 // Mode is how the link is run.
@@ -111,6 +113,10 @@ type Settings struct {
 	FingerHost string
 	// Hostname is said in EHLO.
 	Hostname string
+	// Lookup resolves MailHost's and FingerHost's names; nil means the
+	// system's resolver. The box has no /etc/resolv.conf: the appliance
+	// passes the DNS servers of its settings.
+	Lookup hostaddr.Lookup
 }
 
 func or[T comparable](v, def T) T {
@@ -503,8 +509,11 @@ func (m *Manager) confirm(ctx context.Context, set Settings) error {
 	defer cancel()
 	var last error
 	for {
-		if last = probe(cctx, set.MailHost); last == nil {
-			return nil
+		var addr string
+		if addr, last = hostaddr.Resolve(cctx, set.Lookup, set.MailHost, "25"); last == nil {
+			if last = probe(cctx, addr); last == nil {
+				return nil
+			}
 		}
 		select {
 		case <-cctx.Done():

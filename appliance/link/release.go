@@ -8,6 +8,8 @@ import (
 	"net/textproto"
 	"strings"
 	"time"
+
+	"concierge/internal/hostaddr"
 )
 
 // deadline is when a release conversation must end: ctx's deadline, or
@@ -63,12 +65,23 @@ func (m *Manager) releaseHeld(ctx context.Context, set Settings) {
 	var results []ReleaseResult
 	switch set.Method {
 	case MethodETRN:
-		results = ETRN(ctx, set.MailHost, set.Hostname, set.Domains)
+		addr, err := hostaddr.Resolve(ctx, set.Lookup, set.MailHost, "25")
+		if err != nil {
+			for _, d := range set.Domains {
+				results = append(results, ReleaseResult{Domain: d, When: time.Now().UTC(), Method: MethodETRN, Reply: err.Error(),
+					Words: "the ISP's mail host could not be looked up (" + err.Error() + "); the next link-up asks again"})
+			}
+			break
+		}
+		results = ETRN(ctx, addr, set.Hostname, set.Domains)
 	case MethodFinger:
 		host := set.FingerHost
 		if host == "" {
 			h, _, _ := net.SplitHostPort(set.MailHost)
 			host = net.JoinHostPort(h, "79")
+		}
+		if addr, err := hostaddr.Resolve(ctx, set.Lookup, host, "79"); err == nil {
+			host = addr
 		}
 		for _, d := range set.Domains {
 			results = append(results, Finger(ctx, host, d))

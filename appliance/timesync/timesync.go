@@ -16,14 +16,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/netip"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/beevik/ntp"
 	"golang.org/x/sys/unix"
+
+	"concierge/internal/hostaddr"
 )
 
 // The defaults, read by appliance/config as well.
@@ -68,7 +68,7 @@ type Settings struct {
 	// Lookup resolves the servers' host names; nil means the system's
 	// resolver (/etc/resolv.conf, which the box's image does not have:
 	// there the appliance passes the DNS servers of its settings).
-	Lookup func(ctx context.Context, host string) ([]netip.Addr, error)
+	Lookup hostaddr.Lookup
 	// Zero values mean the defaults above.
 	Poll, RetryMin, RetryMax, QueryTimeout, StepThreshold, MaxAge time.Duration
 }
@@ -292,23 +292,9 @@ func (s *Syncer) round(ctx context.Context, set Settings) bool {
 // keeping the port; addresses, and every server without a Lookup, are
 // left to the query.
 func resolve(ctx context.Context, srv string, set Settings) (string, error) {
-	host, port, err := net.SplitHostPort(srv)
-	if err != nil {
-		host, port = srv, "123"
-	}
-	if _, err := netip.ParseAddr(host); err == nil || set.Lookup == nil {
-		return srv, nil
-	}
 	ctx, cancel := context.WithTimeout(ctx, set.QueryTimeout)
 	defer cancel()
-	addrs, err := set.Lookup(ctx, host)
-	if err != nil {
-		return "", fmt.Errorf("looking up %s: %w", host, err)
-	}
-	if len(addrs) == 0 {
-		return "", fmt.Errorf("looking up %s: no address", host)
-	}
-	return net.JoinHostPort(addrs[0].String(), port), nil
+	return hostaddr.Resolve(ctx, set.Lookup, srv, "123")
 }
 
 // good records a valid answer and steps the clock when it may and must.

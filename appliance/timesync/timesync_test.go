@@ -3,7 +3,6 @@ package timesync
 import (
 	"context"
 	"errors"
-	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -120,37 +119,5 @@ func TestOffUntilConfigured(t *testing.T) {
 	s.Configure(Settings{})
 	if st := s.Status(); st.Enabled || st.Synchronized {
 		t.Fatalf("turned off: %+v", st)
-	}
-}
-
-// Host names go through Settings.Lookup with their port kept (123 when
-// none); addresses, and every name without a Lookup, go to the query
-// unchanged; a failed lookup names the host.
-func TestResolve(t *testing.T) {
-	lookup := func(_ context.Context, host string) ([]netip.Addr, error) {
-		switch host {
-		case "ntp.office.test":
-			return []netip.Addr{netip.MustParseAddr("10.77.123.123"), netip.MustParseAddr("10.77.123.124")}, nil
-		case "empty.test":
-			return nil, nil
-		}
-		return nil, errors.New("NXDOMAIN")
-	}
-	set := Settings{QueryTimeout: time.Second, Lookup: lookup}
-	for _, c := range []struct{ srv, want, err string }{
-		{"ntp.office.test", "10.77.123.123:123", ""},
-		{"ntp.office.test:1123", "10.77.123.123:1123", ""},
-		{"192.0.2.1", "192.0.2.1", ""},
-		{"[2001:db8::1]:123", "[2001:db8::1]:123", ""},
-		{"nowhere.test", "", "looking up nowhere.test: NXDOMAIN"},
-		{"empty.test", "", "looking up empty.test: no address"},
-	} {
-		got, err := resolve(context.Background(), c.srv, set)
-		if got != c.want || (err == nil) != (c.err == "") || err != nil && err.Error() != c.err {
-			t.Errorf("resolve(%q) = %q, %v; want %q, %q", c.srv, got, err, c.want, c.err)
-		}
-	}
-	if got, err := resolve(context.Background(), "pool.ntp.org", Settings{}); got != "pool.ntp.org" || err != nil {
-		t.Errorf("without a Lookup: %q, %v", got, err)
 	}
 }
