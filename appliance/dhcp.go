@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sync"
 	"time"
 
@@ -25,9 +26,13 @@ const dhcpWatch = 5 * time.Second
 type dhcpService struct {
 	env *Env
 
-	mu      sync.Mutex
-	cur     config.DHCP
-	scope   string // the NetBIOS scope, sent as option 47
+	mu    sync.Mutex
+	cur   config.DHCP
+	scope string // the NetBIOS scope, sent as option 47
+	// ifaces are the network settings the server's address came from:
+	// when they change (network.set), the server reads its interface's
+	// address again (its server identifier, default WINS and pool).
+	ifaces  []config.Interface
 	srv     *dhcpd.Server
 	stopped chan struct{}
 }
@@ -82,7 +87,7 @@ func (s *dhcpService) settings(c config.DHCP, scope string) dhcpd.Config {
 func (s *dhcpService) Start(ctx context.Context, cfg *config.Config) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.cur, s.scope = cfg.DHCP, cfg.NBT.Scope
+	s.cur, s.scope, s.ifaces = cfg.DHCP, cfg.NBT.Scope, slices.Clone(cfg.Network.Interfaces)
 	go s.watch()
 	return s.startLocked()
 }
@@ -133,10 +138,10 @@ func (s *dhcpService) watch() {
 func (s *dhcpService) Reconfigure(cfg *config.Config) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if reflect.DeepEqual(s.cur, cfg.DHCP) && s.scope == cfg.NBT.Scope {
+	if reflect.DeepEqual(s.cur, cfg.DHCP) && s.scope == cfg.NBT.Scope && reflect.DeepEqual(s.ifaces, cfg.Network.Interfaces) {
 		return nil
 	}
-	s.cur, s.scope = cfg.DHCP, cfg.NBT.Scope
+	s.cur, s.scope, s.ifaces = cfg.DHCP, cfg.NBT.Scope, slices.Clone(cfg.Network.Interfaces)
 	if !s.cur.Enabled {
 		return s.stopLocked(context.Background())
 	}

@@ -191,3 +191,42 @@ const (
 	sigUSR2 = syscall.SIGUSR2
 	sigTERM = syscall.SIGTERM
 )
+
+// The LAN of the address-change test.
+const dhcpMoveNet = "10.77.163"
+
+// When the admin gives the box another address on the network page, its
+// DHCP server follows: the next lease names the new address as the DHCP
+// server and as the WINS server (the default), with the same pool.
+func TestDHCPFollowsTheBoxAddress(t *testing.T) {
+	testnet.Require(t, "udhcpc")
+	lan := testnet.NewLAN(t, dhcpMoveNet+".0/24")
+	boxH := lan.AddHost("box", 1)
+	box := testnet.NewBox(t, boxH)
+	first, second := lan.AddHost("first", 11).NewDHCPClient(), lan.AddHost("second", 12).NewDHCPClient()
+	box.CLI("config", "set", "dhcp.enabled", "true")
+	box.CLI("config", "set", "dhcp.interface", boxH.IF)
+	box.CLI("config", "set", "network.apply", "true")
+	box.CLI("network", "set", boxH.IF, dhcpMoveNet+".1/24")
+	box.Start(25)
+	waitLog(t, box, dhcpLogServe, 1)
+
+	lease := func(c *testnet.DHCPClient) map[string]string {
+		t.Helper()
+		if out, err := c.Run("udhcpc", "-f", "-i", "eth0", "-s", c.Hook(), "-t", "5", "-T", "2", "-A", "1", "-O", "wins", "-q", "-n"); err != nil {
+			t.Fatalf("udhcpc: %v\n%s\n%s", err, out, box.Proc.Out.String())
+		}
+		ev, _ := c.WaitEvent(time.Second, 1, "bound")
+		return ev.Vars
+	}
+	if v := lease(first); v["serverid"] != dhcpMoveNet+".1" || v["wins"] != dhcpMoveNet+".1" {
+		t.Fatalf("first lease: %v; want server and WINS %s.1", v, dhcpMoveNet)
+	}
+	box.CLI("network", "set", boxH.IF, dhcpMoveNet+".2/24")
+	if out, _ := box.Output("ip", "-4", "-o", "addr", "show", "dev", boxH.IF); !strings.Contains(out, dhcpMoveNet+".2/24") || strings.Contains(out, dhcpMoveNet+".1/") {
+		t.Fatalf("the box's interface after network set: %s", out)
+	}
+	if v := lease(second); v["serverid"] != dhcpMoveNet+".2" || v["wins"] != dhcpMoveNet+".2" {
+		t.Errorf("lease after the address change: %v; want server and WINS %s.2", v, dhcpMoveNet)
+	}
+}
