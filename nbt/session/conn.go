@@ -67,10 +67,6 @@ func (c *conn) touch() { c.lastData.Store(time.Now().UnixNano()) }
 func (c *conn) write(p []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	return c.writeLocked(p)
-}
-
-func (c *conn) writeLocked(p []byte) error {
 	now := time.Now()
 	c.wdl.refresh(now)
 	_, err := c.tc.Conn.Write(p)
@@ -235,22 +231,15 @@ func (c *conn) gateway(gw *Gateway) {
 	defer stop()
 	c.log.Info("nbss: gateway session", "called", c.req.Called.String(), "calling", c.req.Calling.String(), "to", gw.Addr)
 
-	toCaller := c.toCaller
-	if sp, ok := newSplicer(back, c.tc.Conn); ok {
-		defer sp.close() // after wg.Wait below
-		toCaller = func(net.Conn) {
-			sp.run(c.cfg.MaxMessage, c.sendMessage, func(n int) { // ends as toCaller does
-				c.out.Add(uint64(n))
-				c.srv.counters.bytesOut.Add(uint64(n))
-			})
-		}
-	}
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() {
+	go func() { // service → caller, until the service closes or a write fails
 		defer wg.Done()
 		defer c.tc.Conn.Close()
-		toCaller(back)
+		frame(back, c.tc.Conn, c.cfg.MaxMessage, c.sendMessage, func(n int) {
+			c.out.Add(uint64(n))
+			c.srv.counters.bytesOut.Add(uint64(n))
+		})
 	}()
 	err = c.fromCaller(back)
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {

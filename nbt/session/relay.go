@@ -17,11 +17,11 @@ import (
 //     bytes) is read at once, the 4-byte headers are taken out by a
 //     deframer, and the payload pieces go to the service in one write
 //     (writev through net.Buffers);
-//   - service → caller: whatever the service has sent (up to MaxMessage
-//     bytes) is read into the buffer behind room for a header and goes
-//     to the caller as one SESSION MESSAGE in one write. Between two TCP
-//     sockets the bytes go another way, through a kernel pipe without
-//     entering user space (splice.go).
+//   - service → caller (frame, which the reverse gateway shares): between
+//     two TCP sockets the bytes go through a kernel pipe without entering
+//     user space (splice.go); otherwise whatever the service has sent (up
+//     to MaxMessage bytes) is read into the buffer behind room for a
+//     header and goes to the caller as one SESSION MESSAGE in one write.
 //
 // Write deadlines are moved on at most every deadlineRefresh, so a write
 // that makes no progress still fails after writeTimeout less at most that.
@@ -130,23 +130,35 @@ func (c *conn) fromCaller(back net.Conn) error {
 	}
 }
 
-// toCaller sends what the service writes to the caller in SESSION
-// MESSAGEs of up to MaxMessage bytes, until the service closes or a
-// write fails.
-func (c *conn) toCaller(back net.Conn) {
-	buf := make([]byte, wire.SessHeaderLen+min(c.cfg.MaxMessage, relayBuffer))
+// frame sends what src sends to dst as SESSION MESSAGEs of at most max
+// bytes, until src closes (nil) or a read or write fails: through a
+// kernel pipe between two TCP sockets (splice.go), else one message per
+// read through a buffer. Each message goes out under write (which holds
+// dst's write lock, if it has one, and runs the function it is given);
+// sent counts its bytes.
+func frame(src, dst net.Conn, max int, write func(func() error) error, sent func(int)) error {
+	if sp, ok := newSplicer(src, dst); ok {
+		defer sp.close()
+		return sp.run(max, write, sent)
+	}
+	buf := make([]byte, wire.SessHeaderLen+min(max, relayBuffer))
 	for {
-		n, err := back.Read(buf[wire.SessHeaderLen:])
+		n, rerr := src.Read(buf[wire.SessHeaderLen:])
 		if n > 0 {
 			wire.AppendSessionHeader(buf[:0], wire.SessMessage, n)
-			if c.sendMessage(func() error { return c.writeLocked(buf[:wire.SessHeaderLen+n]) }) != nil {
-				return
+			if err := write(func() error {
+				_, err := dst.Write(buf[:wire.SessHeaderLen+n])
+				return err
+			}); err != nil {
+				return err
 			}
-			c.out.Add(uint64(n))
-			c.srv.counters.bytesOut.Add(uint64(n))
+			sent(n)
 		}
-		if err != nil {
-			return
+		if errors.Is(rerr, io.EOF) {
+			return nil
+		}
+		if rerr != nil {
+			return rerr
 		}
 	}
 }

@@ -315,7 +315,14 @@ func (g *ReverseGateway) proxy(client, peer net.Conn) error {
 			}
 		}
 	}()
-	err := g.toPeer(client, peer, &last)
+	// client → host
+	err := frame(client, peer, g.cfg.MaxMessage, func(send func() error) error {
+		peer.SetWriteDeadline(time.Now().Add(writeTimeout))
+		return send()
+	}, func(n int) {
+		g.bytesIn.Add(uint64(n))
+		last.Store(time.Now().UnixNano())
+	})
 	if tcp, ok := peer.(*net.TCPConn); ok && err == nil {
 		tcp.CloseWrite() // the host may still answer what it got
 	} else {
@@ -324,41 +331,6 @@ func (g *ReverseGateway) proxy(client, peer net.Conn) error {
 	close(done)
 	wg.Wait()
 	return err
-}
-
-// toPeer sends the client's bytes to the host as SESSION MESSAGEs until
-// the client closes (nil) or a read or write fails: spliced between two
-// TCP sockets (splice.go), else copied through a buffer.
-func (g *ReverseGateway) toPeer(client, peer net.Conn, last *atomic.Int64) error {
-	sent := func(n int) {
-		g.bytesIn.Add(uint64(n))
-		last.Store(time.Now().UnixNano())
-	}
-	if sp, ok := newSplicer(client, peer); ok {
-		defer sp.close()
-		return sp.run(g.cfg.MaxMessage, func(send func() error) error {
-			peer.SetWriteDeadline(time.Now().Add(writeTimeout))
-			return send()
-		}, sent)
-	}
-	buf := make([]byte, wire.SessHeaderLen+min(g.cfg.MaxMessage, relayBuffer))
-	for {
-		n, rerr := client.Read(buf[wire.SessHeaderLen:])
-		if n > 0 {
-			wire.AppendSessionHeader(buf[:0], wire.SessMessage, n)
-			peer.SetWriteDeadline(time.Now().Add(writeTimeout))
-			if _, err := peer.Write(buf[:wire.SessHeaderLen+n]); err != nil {
-				return err
-			}
-			sent(n)
-		}
-		if errors.Is(rerr, io.EOF) {
-			return nil
-		}
-		if rerr != nil {
-			return rerr
-		}
-	}
 }
 
 // fromPeer copies one session packet's payload from the host to the

@@ -160,7 +160,7 @@ type splicer struct {
 }
 
 // newSplicer returns the splicer from src to dst, or false when either
-// is not a TCP socket or the pipe budget is spent: a copy loop then
+// is not a TCP socket or the pipe budget is spent: frame's copy loop then
 // serves.
 func newSplicer(src, dst net.Conn) (*splicer, bool) {
 	st, ok1 := src.(*net.TCPConn)
