@@ -40,10 +40,6 @@ func newDeliveryService(env *Env) Service { return &deliveryService{env: env} }
 
 func (s *deliveryService) Name() string { return "delivery" }
 
-// lookupTimeout bounds a name lookup outside delivery (which has its
-// own): the ISP's mail host, a time server.
-const lookupTimeout = 5 * time.Second
-
 // resolver asks the DNS servers of the settings (config.Resolvers): the
 // one way the box looks names up, as it has no /etc/resolv.conf.
 func resolver(cfg *config.Config) *deliver.Resolver {

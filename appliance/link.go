@@ -247,6 +247,9 @@ func (s *linkService) Activity(ip netip.Addr, messages int, bytes int64) {
 	s.mgr.Inbound(messages, bytes)
 }
 
+// lookupTimeout bounds fromISP's lookup of the ISP's mail host.
+const lookupTimeout = 5 * time.Second
+
 func (s *linkService) fromISP(cfg *config.Config, ip netip.Addr) bool {
 	for _, n := range cfg.Link.ISPNetworks {
 		if p, err := config.ParseCIDR(n); err == nil && p.Contains(ip) {

@@ -63,28 +63,26 @@ func (m *Manager) releaseHeld(ctx context.Context, set Settings) {
 	ctx, cancel := context.WithTimeout(ctx, or(set.ReleaseTimeout, DefaultReleaseTimeout))
 	defer cancel()
 	var results []ReleaseResult
-	switch set.Method {
-	case MethodETRN:
-		addr, err := hostaddr.Resolve(ctx, set.Lookup, set.MailHost, "25")
-		if err != nil {
-			for _, d := range set.Domains {
-				results = append(results, ReleaseResult{Domain: d, When: time.Now().UTC(), Method: MethodETRN, Reply: err.Error(),
-					Words: "the ISP's mail host could not be looked up (" + err.Error() + "); the next link-up asks again"})
-			}
-			break
-		}
-		results = ETRN(ctx, addr, set.Hostname, set.Domains)
-	case MethodFinger:
-		host := set.FingerHost
+	host, port := set.MailHost, "25"
+	if set.Method == MethodFinger {
+		host, port = set.FingerHost, "79"
 		if host == "" {
 			h, _, _ := net.SplitHostPort(set.MailHost)
 			host = net.JoinHostPort(h, "79")
 		}
-		if addr, err := hostaddr.Resolve(ctx, set.Lookup, host, "79"); err == nil {
-			host = addr
-		}
+	}
+	addr, err := hostaddr.Resolve(ctx, set.Lookup, host, port)
+	switch {
+	case err != nil:
 		for _, d := range set.Domains {
-			results = append(results, Finger(ctx, host, d))
+			results = append(results, ReleaseResult{Domain: d, When: time.Now().UTC(), Method: set.Method, Reply: err.Error(),
+				Words: "the ISP's host could not be looked up (" + err.Error() + "); the next link-up asks again"})
+		}
+	case set.Method == MethodETRN:
+		results = ETRN(ctx, addr, set.Hostname, set.Domains)
+	case set.Method == MethodFinger:
+		for _, d := range set.Domains {
+			results = append(results, Finger(ctx, addr, d))
 		}
 	}
 	for _, r := range results {

@@ -267,11 +267,14 @@ func (s *Syncer) round(ctx context.Context, set Settings) bool {
 	}
 	var problems []string
 	for _, srv := range set.Servers {
-		addr, err := resolve(ctx, srv, set)
+		// QueryTimeout bounds the name lookup and the answer together.
+		qctx, cancel := context.WithTimeout(ctx, set.QueryTimeout)
+		addr, err := hostaddr.Resolve(qctx, set.Lookup, srv, "123")
 		var sm Sample
 		if err == nil {
-			sm, err = query(ctx, addr, set.QueryTimeout)
+			sm, err = query(qctx, addr, set.QueryTimeout)
 		}
+		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
 				return false
@@ -286,15 +289,6 @@ func (s *Syncer) round(ctx context.Context, set Settings) bool {
 	s.Log.Warn("time: no time server answered", "err", msg)
 	s.update(func(st *Status) { st.LastError, st.LastErrorAt = msg, time.Now() })
 	return false
-}
-
-// resolve turns a server's host name into an address with set.Lookup,
-// keeping the port; addresses, and every server without a Lookup, are
-// left to the query.
-func resolve(ctx context.Context, srv string, set Settings) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, set.QueryTimeout)
-	defer cancel()
-	return hostaddr.Resolve(ctx, set.Lookup, srv, "123")
 }
 
 // good records a valid answer and steps the clock when it may and must.
