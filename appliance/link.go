@@ -51,6 +51,7 @@ func linkSettings(cfg *config.Config) link.Settings {
 	set := link.Settings{
 		Mode: link.Mode(l.Mode), UpCommand: l.UpCommand, DownCommand: l.DownCommand, CommandTimeout: l.CommandTimeout.D(),
 		MailHost: l.MailHost, ConfirmTimeout: l.ConfirmTimeout.D(), Retries: l.Retries, RetryWait: l.RetryWait.D(),
+		RedialWait: l.RedialWait.D(), MaxRedialWait: l.MaxRedialWait.D(),
 		IdleTime: l.IdleTime.D(), Every: l.Every.D(), MaxUp: l.MaxUp.D(), Method: l.ReleaseMethod,
 		Domains: l.ReleaseDomains, ReleaseTimeout: l.ReleaseTimeout.D(), Hostname: cfg.Hostname,
 		Lookup: resolver(cfg).LookupHost,

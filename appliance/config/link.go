@@ -26,6 +26,11 @@ type Link struct {
 	ConfirmTimeout Duration `json:"confirm_timeout"`
 	Retries        int      `json:"retries"`
 	RetryWait      Duration `json:"retry_wait"`
+	// RedialWait is the pause after a failed round of tries while mail
+	// waits (on-demand); it doubles after each failed round in a row, up
+	// to MaxRedialWait.
+	RedialWait    Duration `json:"redial_wait"`
+	MaxRedialWait Duration `json:"max_redial_wait"`
 	// IdleTime without traffic takes the link down (on-demand, schedule).
 	IdleTime Duration `json:"idle_time"`
 	// Every and MaxUp are the schedule: up every Every for at most MaxUp.
@@ -63,6 +68,8 @@ func DefaultLink() Link {
 		ConfirmTimeout: Duration(link.DefaultConfirmTimeout),
 		Retries:        link.DefaultRetries,
 		RetryWait:      Duration(link.DefaultRetryWait),
+		RedialWait:     Duration(link.DefaultRedialWait),
+		MaxRedialWait:  Duration(link.DefaultMaxRedialWait),
 		IdleTime:       Duration(link.DefaultIdleTime),
 		Every:          Duration(link.DefaultEvery),
 		MaxUp:          Duration(link.DefaultMaxUp),
@@ -96,6 +103,8 @@ func (l *Link) validate(p string, c *Config) Errors {
 		{"command_timeout", l.CommandTimeout, time.Second, 10 * time.Minute},
 		{"confirm_timeout", l.ConfirmTimeout, time.Second, 10 * time.Minute},
 		{"retry_wait", l.RetryWait, 0, time.Hour},
+		{"redial_wait", l.RedialWait, time.Second, 24 * time.Hour},
+		{"max_redial_wait", l.MaxRedialWait, time.Second, 24 * time.Hour},
 		{"idle_time", l.IdleTime, time.Second, 24 * time.Hour},
 		{"every", l.Every, 10 * time.Second, 7 * 24 * time.Hour},
 		{"max_up", l.MaxUp, time.Second, 24 * time.Hour},
@@ -105,6 +114,9 @@ func (l *Link) validate(p string, c *Config) Errors {
 		if d.v.D() < d.min || d.v.D() > d.max {
 			errs = append(errs, fieldErr(p+"."+d.f, "must be between %s and %s, not %s", d.min, d.max, d.v))
 		}
+	}
+	if l.MaxRedialWait < l.RedialWait {
+		errs = append(errs, fieldErr(p+".max_redial_wait", "must not be shorter than link.redial_wait (%s), not %s", l.RedialWait, l.MaxRedialWait))
 	}
 	if l.Retries < 0 || l.Retries > 100 {
 		errs = append(errs, fieldErr(p+".retries", "must be between 0 and 100, not %d", l.Retries))

@@ -84,8 +84,9 @@ type Settings struct {
 	// answer, and ETRN goes there.
 	MailHost       string
 	ConfirmTimeout time.Duration
-	// Retries is how many times a failed link-up is tried again, RetryWait
-	// apart.
+	// Retries is how many times a failed link-up is tried again (0: not
+	// at all), RetryWait apart (0: at once); the settings file's defaults
+	// are DefaultRetries and DefaultRetryWait.
 	Retries   int
 	RetryWait time.Duration
 	// RedialWait is the pause after a failed round of tries before
@@ -372,12 +373,12 @@ func (m *Manager) dial(ctx context.Context, set Settings, reason string) {
 	start := m.now()
 	m.Log.Info("link: bringing up", "reason", reason)
 	var err error
-	for try := 0; try <= or(set.Retries, DefaultRetries); try++ {
+	for try := 0; try <= set.Retries; try++ {
 		if try > 0 {
-			m.Log.Info("link: trying again", "attempt", try+1, "after", or(set.RetryWait, DefaultRetryWait))
+			m.Log.Info("link: trying again", "attempt", try+1, "after", set.RetryWait)
 			select {
 			case <-ctx.Done():
-			case <-time.After(or(set.RetryWait, DefaultRetryWait)):
+			case <-time.After(set.RetryWait):
 			}
 		}
 		if ctx.Err() != nil {

@@ -67,3 +67,32 @@ func TestRedialBackoff(t *testing.T) {
 		t.Fatalf("after a link-up failed rounds at %v, want 1 minute apart", dials)
 	}
 }
+
+// TestRedialSettings: the pause and its ceiling come from the settings
+// (link.redial_wait, link.max_redial_wait): 10 s doubling to at most
+// 30 s puts the failed rounds at 0, 10, 30, 60 and 90 s; with no
+// retries (link.retries 0) each round dials once.
+func TestRedialSettings(t *testing.T) {
+	start := time.Date(2025, 3, 3, 8, 0, 0, 0, time.UTC)
+	now := start
+	log := filepath.Join(t.TempDir(), "dials")
+	m := New(Settings{Mode: OnDemand, UpCommand: "echo >>" + log + "; false", IdleTime: time.Minute,
+		RedialWait: 10 * time.Second, MaxRedialWait: 30 * time.Second}, nil, nil)
+	m.Now = func() time.Time { return now }
+	var dials []time.Duration
+	for ; now.Before(start.Add(100 * time.Second)); now = now.Add(time.Second) {
+		m.MailWaiting()
+		before := m.failed
+		m.step(context.Background())
+		if m.failed > before {
+			dials = append(dials, now.Sub(start))
+		}
+	}
+	want := []time.Duration{0, 10 * time.Second, 30 * time.Second, 60 * time.Second, 90 * time.Second}
+	if !slices.Equal(dials, want) {
+		t.Fatalf("failed rounds at %v, want %v", dials, want)
+	}
+	if b, err := os.ReadFile(log); err != nil || len(b) != len(want) {
+		t.Errorf("%d dials in %d rounds without retries (%v)", len(b), len(want), err)
+	}
+}

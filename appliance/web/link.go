@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"slices"
 	"strings"
 
 	"concierge/appliance/config"
@@ -24,6 +23,8 @@ var linkKeys = []configKey{
 	{"idle_time", "link.idle_time"},
 	{"every", "link.every"},
 	{"max_up", "link.max_up"},
+	{"redial_wait", "link.redial_wait"},
+	{"max_redial_wait", "link.max_redial_wait"},
 	{"up_command", "link.up_command"},
 	{"down_command", "link.down_command"},
 	{"release_method", "link.release_method"},
@@ -50,6 +51,8 @@ var linkText = []linkField{
 	{"idle_time", "Hang up after this long without mail going out or coming in (e.g. 5m)"},
 	{"every", "Schedule: bring the link up every (e.g. 1h)"},
 	{"max_up", "Schedule: keep it up for at most (e.g. 15m)"},
+	{"redial_wait", "On demand: when dialing fails while mail waits, dial again after (e.g. 1m); the pause doubles after each failed round"},
+	{"max_redial_wait", "On demand: the pause between failed rounds grows to at most (e.g. 15m)"},
 	{"up_command", "Command that brings the link up (e.g. pon isp); empty: only watch it"},
 	{"down_command", "Command that takes the link down (e.g. poff isp)"},
 }
@@ -69,7 +72,8 @@ func linkValues(ctx context.Context, c control.Caller) (map[string]string, error
 	l := cfg.Link
 	return map[string]string{
 		"mail_host": l.MailHost, "mode": l.Mode, "idle_time": l.IdleTime.String(), "every": l.Every.String(),
-		"max_up": l.MaxUp.String(), "up_command": l.UpCommand, "down_command": l.DownCommand,
+		"max_up": l.MaxUp.String(), "redial_wait": l.RedialWait.String(), "max_redial_wait": l.MaxRedialWait.String(),
+		"up_command": l.UpCommand, "down_command": l.DownCommand,
 		"release_method": l.ReleaseMethod, "release_domains": strings.Join(l.ReleaseDomains, ", "),
 		"relay_domains": strings.Join(l.RelayDomains, ", "), "etrn_networks": strings.Join(l.ETRNNetworks, ", "),
 		"etrn_users": strings.Join(l.ETRNUsers, ", "),
@@ -92,33 +96,46 @@ func loadLink(ctx context.Context, c control.Caller, _ *http.Request) (any, erro
 	return d, err
 }
 
-// setConfigKeys sets the keys whose value changed, one op each; when one
-// is refused, those set before it are put back, so the form changes all
-// or nothing.
+// setConfigKeys sets the keys whose value changed, one op each. A key
+// refused may be accepted once another is set (a pause raised above its
+// old ceiling, with the ceiling), so the refused ones go round again
+// while a round sets any. When one is still refused, those set are put
+// back, last first, so the form changes all or nothing.
 func setConfigKeys(ctx context.Context, c control.Caller, keys []configKey, cur, f map[string]string) (string, error) {
-	var done []string // keys set, to put back
+	var todo, done []configKey
 	for _, k := range keys {
-		if f[k.field] == cur[k.field] {
-			continue
+		if f[k.field] != cur[k.field] {
+			todo = append(todo, k)
 		}
-		err := c.Call(ctx, control.OpConfigSet, control.Args{"key": k.key, "value": f[k.field]}, nil)
-		if err == nil {
-			done = append(done, k.field)
-			continue
-		}
-		for _, back := range keys {
-			if slices.Contains(done, back.field) {
-				c.Call(ctx, control.OpConfigSet, control.Args{"key": back.key, "value": cur[back.field]}, nil)
-			}
-		}
-		var ce *control.Error
-		if errors.As(err, &ce) {
-			return "", &control.Error{Code: ce.Code, Fields: map[string]string{k.field: ce.Error()}}
-		}
-		return "", err
 	}
-	if len(done) == 0 {
+	if len(todo) == 0 {
 		return "Nothing changed.", nil
+	}
+	for len(todo) > 0 {
+		var left []configKey
+		var refused error
+		for _, k := range todo {
+			err := c.Call(ctx, control.OpConfigSet, control.Args{"key": k.key, "value": f[k.field]}, nil)
+			if err == nil {
+				done = append(done, k)
+				continue
+			}
+			if refused == nil {
+				var ce *control.Error
+				if errors.As(err, &ce) {
+					err = &control.Error{Code: ce.Code, Fields: map[string]string{k.field: ce.Error()}}
+				}
+				refused = err
+			}
+			left = append(left, k)
+		}
+		if len(left) == len(todo) {
+			for i := len(done) - 1; i >= 0; i-- {
+				c.Call(ctx, control.OpConfigSet, control.Args{"key": done[i].key, "value": cur[done[i].field]}, nil)
+			}
+			return "", refused
+		}
+		todo = left
 	}
 	return "Saved.", nil
 }
