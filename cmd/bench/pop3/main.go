@@ -48,6 +48,7 @@ var (
 	sessions = flag.Int("sessions", 200, "idle sessions opened to measure memory")
 	keep     = flag.Bool("keep", false, "keep the work directory")
 	phases   = flag.Bool("phases", false, "print the phases of each pipelined session")
+	only     = flag.String("only", "", `run only this client ("poplib" or "pipelined") and mode ("plain" or "stls"), e.g. "pipelined/plain"; empty: all`)
 )
 
 const (
@@ -97,6 +98,7 @@ type server struct {
 	uid         int    // owner of the mail files
 	pid         int
 	fillCounter int
+	cpu         *measure.CPUGroup // the server and every process it starts
 }
 
 func inner() error {
@@ -106,6 +108,7 @@ func inner() error {
 	if err != nil {
 		return err
 	}
+	defer con.cpu.Close()
 	hashes, err := conciergeHashes(work)
 	if err != nil {
 		return err
@@ -114,19 +117,32 @@ func inner() error {
 	if err != nil {
 		return err
 	}
+	defer dov.cpu.Close()
 	fmt.Printf("POP3 retrieve-and-delete: %d messages of %d octets in one session; median of %d alternating rounds.\n",
 		*messages, *size, *rounds)
 	fmt.Printf("%-22s %-6s %12s %12s %8s %8s\n", "client", "mode", "concierge", "dovecot", "ratio", "paired")
 	type driver struct {
-		name string
-		run  func(port string, stls bool) (int, time.Duration, error)
+		name, short string
+		run         func(port string, stls bool) (int, time.Duration, error)
 	}
-	for _, d := range []driver{{"python poplib", runPoplib}, {"go, pipelined RETR", runPipelined}} {
+	var cpuRows []string
+	for _, d := range []driver{{"python poplib", "poplib", runPoplib}, {"go, pipelined RETR", "pipelined", runPipelined}} {
 		for _, stls := range []bool{false, true} {
-			var ours, theirs []float64
+			mode := "plain"
+			if stls {
+				mode = "STLS"
+			}
+			if *only != "" && !strings.EqualFold(*only, d.short+"/"+mode) {
+				continue
+			}
+			var ours, theirs, ourCPU, theirCPU []float64
 			for range *rounds {
 				for _, s := range []*server{con, dov} {
 					if err := s.fill(msgs); err != nil {
+						return err
+					}
+					cpu0, err := s.cpu.Usage()
+					if err != nil {
 						return err
 					}
 					n, dur, err := d.run(s.plain, stls)
@@ -139,17 +155,18 @@ func inner() error {
 					if left := s.count(); left != 0 {
 						return fmt.Errorf("%s against %s: %d messages left after the deleting session", d.name, s.name, left)
 					}
+					cpu1, err := s.cpu.Usage()
+					if err != nil {
+						return err
+					}
 					rate := float64(n) / dur.Seconds()
+					perMsg := float64((cpu1 - cpu0).Microseconds()) / float64(n)
 					if s == con {
-						ours = append(ours, rate)
+						ours, ourCPU = append(ours, rate), append(ourCPU, perMsg)
 					} else {
-						theirs = append(theirs, rate)
+						theirs, theirCPU = append(theirs, rate), append(theirCPU, perMsg)
 					}
 				}
-			}
-			mode := "plain"
-			if stls {
-				mode = "STLS"
 			}
 			mo, mt := measure.Median(ours), measure.Median(theirs)
 			// Each round runs both servers back to back, so the median
@@ -159,8 +176,16 @@ func inner() error {
 				paired = append(paired, ours[i]/theirs[i])
 			}
 			fmt.Printf("%-22s %-6s %8.0f msg/s %8.0f msg/s %7.2f× %7.2f×   %v / %v\n", d.name, mode, mo, mt, mo/mt, measure.Median(paired), measure.Rounds(ours), measure.Rounds(theirs))
+			co, ct := measure.Median(ourCPU), measure.Median(theirCPU)
+			cpuRows = append(cpuRows, fmt.Sprintf("%-22s %-6s %8.1f µs    %8.1f µs    %7.2f×   %v / %v", d.name, mode, co, ct, ct/co, measure.Rounds(ourCPU), measure.Rounds(theirCPU)))
 		}
 	}
+	fmt.Printf("\nServer CPU time per message (every process of the server, login and deletion included; median):\n")
+	fmt.Printf("%-22s %-6s %12s %14s %8s\n", "client", "mode", "concierge", "dovecot", "dovecot÷concierge")
+	for _, r := range cpuRows {
+		fmt.Println(r)
+	}
+	fmt.Println()
 	return memory(con, dov, msgs)
 }
 
@@ -262,15 +287,22 @@ func startConcierge(work string) (*server, error) {
 		}
 	}
 	logf, _ := os.Create(filepath.Join(work, "concierge.log"))
-	cmd := exec.Command(bin, "-data", data, "serve", "-log", "warn")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
+	g, err := measure.NewCPUGroup("concierge")
+	if err != nil {
 		return nil, err
 	}
+	cmd := g.Command(bin, "-data", data, "serve", "-log", "warn")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		g.Close()
+		return nil, err
+	}
+	go cmd.Wait()
 	if err := waitPort(conciergePOP3, 20*time.Second); err != nil {
+		g.Close()
 		return nil, fmt.Errorf("concierge: %v (see %s)", err, logf.Name())
 	}
-	return &server{name: "concierge", plain: conciergePOP3, tls: conciergePOP3S, maildir: filepath.Join(data, "mail", user), pid: cmd.Process.Pid}, nil
+	return &server{name: "concierge", plain: conciergePOP3, tls: conciergePOP3S, maildir: filepath.Join(data, "mail", user), pid: cmd.Process.Pid, cpu: g}, nil
 }
 
 // memUserNames are the users whose sessions stay logged in while memory
@@ -363,16 +395,23 @@ service pop3-login {
 `, dir, host, dovecotPOP3, dovecotPOP3S)
 	cf := filepath.Join(dir, "dovecot.conf")
 	os.WriteFile(cf, []byte(conf), 0o644)
-	cmd := exec.Command("dovecot", "-F", "-c", cf)
+	g, err := measure.NewCPUGroup("dovecot")
+	if err != nil {
+		return nil, err
+	}
+	cmd := g.Command("dovecot", "-F", "-c", cf)
 	logf, _ := os.Create(filepath.Join(dir, "stdout.log"))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
+		g.Close()
 		return nil, err
 	}
+	go cmd.Wait()
 	if err := waitPort(dovecotPOP3, 20*time.Second); err != nil {
+		g.Close()
 		return nil, fmt.Errorf("dovecot: %v (see %s)", err, dir)
 	}
-	return &server{name: "dovecot", plain: dovecotPOP3, tls: dovecotPOP3S, maildir: filepath.Join(dir, "mail", user), uid: 65534, pid: cmd.Process.Pid}, nil
+	return &server{name: "dovecot", plain: dovecotPOP3, tls: dovecotPOP3S, maildir: filepath.Join(dir, "mail", user), uid: 65534, pid: cmd.Process.Pid, cpu: g}, nil
 }
 
 func waitPort(port string, d time.Duration) error {
