@@ -12,13 +12,19 @@ import (
 
 	"concierge/appliance/config"
 	"concierge/appliance/control"
+	"concierge/appliance/netif"
 	"concierge/nbt/nameservice"
 )
 
-// nbtWatch is how often the service looks at the LAN interfaces: it starts
-// once one is up (none at boot does not fail the box) and restarts when
-// their addresses change (a new DHCP lease, a cable moved).
-const nbtWatch = 5 * time.Second
+// The service looks at the LAN interfaces whenever the kernel reports a
+// change of a link or an address (netif.Watch): it starts once one is up
+// (none at boot does not fail the box) and restarts when their addresses
+// change (a new DHCP lease, a cable moved). It also looks every
+// nbtRecheck, and every nbtWatch when there are no reports to be had.
+const (
+	nbtRecheck = time.Minute
+	nbtWatch   = 5 * time.Second
+)
 
 // nbtService runs the NetBIOS name service (nbt/nameservice).
 type nbtService struct {
@@ -132,13 +138,30 @@ func (s *nbtService) announce(srv *nameservice.Server, claimed <-chan struct{}) 
 // watch starts the server when an interface comes up and restarts it
 // when the interfaces change.
 func (s *nbtService) watch() {
-	t := time.NewTicker(nbtWatch)
+	changed, err := netif.Watch(s.stopped)
+	every := nbtRecheck
+	if err != nil {
+		s.env.Log.Warn("nbt: no reports of interface changes; looking every 5 s", "err", err)
+		every = nbtWatch
+	}
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
 		case <-s.stopped:
 			return
 		case <-t.C:
+		case _, ok := <-changed:
+			if !ok {
+				select {
+				case <-s.stopped:
+					return
+				default:
+				}
+				s.env.Log.Warn("nbt: reports of interface changes ended; looking every 5 s")
+				changed = nil
+				t.Reset(nbtWatch)
+			}
 		}
 		s.mu.Lock()
 		if s.cur.Enabled {

@@ -791,8 +791,9 @@ func TestNBTInterfaceChanges(t *testing.T) {
 	}
 	boxH.Run("ip", "link", "set", "eth0", "up")
 	capture(t, boxH)
-	// The service starts (and later restarts) when it next looks at the
-	// interfaces; each start ends with its names claimed.
+	// The service starts (and later restarts) when the kernel reports the
+	// change, well before its once-a-minute look at the interfaces; each
+	// start ends with its names claimed.
 	find := func(starts int, bcast, want string) {
 		t.Helper()
 		box.WaitNamesClaimed(starts)
