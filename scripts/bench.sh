@@ -26,7 +26,7 @@ echo "== ./nbt/session (go test -bench Gateway, 7 rounds)"
 rounds=$(mktemp)
 trap 'rm -f "$rounds"' EXIT
 for round in 1 2 3 4 5 6 7; do
-	go test -run '^$' -bench Gateway -benchtime 1s ./nbt/session >>"$rounds" || status=1
+	go test -run '^$' -bench Gateway -benchtime 1s -timeout 2m ./nbt/session >>"$rounds" || status=1
 done
 awk '
 	/^BenchmarkGatewayThroughput\// {
