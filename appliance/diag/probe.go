@@ -8,6 +8,8 @@ import (
 	"net/textproto"
 	"strings"
 	"time"
+
+	"concierge/internal/replyguard"
 )
 
 // Prober makes the SMTP test connections of the checks.
@@ -38,7 +40,7 @@ func dial(ctx context.Context, src netip.Addr, dst netip.AddrPort) (*textproto.C
 		deadline = time.Now().Add(ProbeTimeout)
 	}
 	conn.SetDeadline(deadline)
-	return textproto.NewConn(conn), nil
+	return textproto.NewConn(replyguard.New(conn)), nil
 }
 
 // reply is a server's reply as one line: the code and its first line.

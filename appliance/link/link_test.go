@@ -81,6 +81,33 @@ func TestETRNReplies(t *testing.T) {
 	if len(res) != 1 || res[0].OK || !strings.Contains(res[0].Words, "did not answer ETRN for a.test in time") {
 		t.Errorf("silent host: %+v", res)
 	}
+	// A host that answers ETRN with an endless line: the box stops
+	// reading after a few KB and says the host did not answer.
+	sent := make(chan int64, 1)
+	flood := testnet.ServeLoopback(t, func(c net.Conn) {
+		fmt.Fprint(c, "220 isp.test ESMTP\r\n")
+		r := bufio.NewReader(c)
+		r.ReadString('\n') // EHLO
+		fmt.Fprint(c, "250 isp.test\r\n")
+		r.ReadString('\n') // ETRN
+		chunk := []byte(strings.Repeat("y", 64<<10))
+		var total int64
+		for total < 1<<30 {
+			n, err := c.Write(chunk)
+			total += int64(n)
+			if err != nil {
+				break
+			}
+		}
+		sent <- total
+	})
+	res = ETRN(context.Background(), flood, "box.test", []string{"a.test"})
+	if len(res) != 1 || res[0].OK || !strings.Contains(res[0].Reply, "over 4096 octets") {
+		t.Errorf("endless reply: %+v", res)
+	}
+	if n := <-sent; n > 64<<20 {
+		t.Errorf("the host wrote %d MB of its reply before the box hung up", n>>20)
+	}
 }
 
 // mute is a mail host that greets and answers EHLO, then says nothing.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"concierge/internal/hostaddr"
+	"concierge/internal/replyguard"
 )
 
 // deadline is when a release conversation must end: ctx's deadline, or
@@ -118,7 +119,7 @@ func ETRN(ctx context.Context, hostport, hello string, domains []string) []Relea
 	}
 	defer c.Close()
 	c.SetDeadline(deadline(ctx))
-	tp := textproto.NewConn(c)
+	tp := textproto.NewConn(replyguard.New(c))
 	if code, _, err := readTP(tp); err != nil || code != 220 {
 		return fail(orErr(err, code, "greeting"))
 	}
@@ -174,7 +175,7 @@ func readTP(tp *textproto.Conn) (int, string, error) {
 
 // readReply reads one reply from a raw connection.
 func readReply(c net.Conn) (int, string, error) {
-	return readTP(textproto.NewConn(nopCloser{c}))
+	return readTP(textproto.NewConn(nopCloser{replyguard.New(c)}))
 }
 
 type nopCloser struct{ net.Conn }

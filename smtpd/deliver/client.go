@@ -19,6 +19,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"concierge/internal/replyguard"
 	"concierge/smtpd/queue"
 )
 
@@ -665,7 +666,8 @@ func (t *Transport) dialOnce(ctx context.Context, host, addr string, wantTLS boo
 			return nil, err
 		}
 	}
-	c := smtp.NewClient(nc)
+	// The guard sits above TLS: it reads the replies, not the records.
+	c := smtp.NewClient(replyguard.New(nc))
 	c.CommandTimeout = cmdTimeout
 	c.SubmissionTimeout = or(t.DataTimeout, DataTimeout)
 	if err := c.Hello(t.Hostname); err != nil {
@@ -710,7 +712,7 @@ func (t *Transport) preamble(ctx context.Context, tc net.Conn, host string, want
 	defer tc.SetDeadline(time.Time{})
 	stop := context.AfterFunc(ctx, func() { tc.Close() })
 	defer stop()
-	br := bufio.NewReader(tc)
+	br := bufio.NewReader(replyguard.New(tc))
 	tp := struct {
 		*textproto.Reader
 		*textproto.Writer

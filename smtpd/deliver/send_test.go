@@ -170,3 +170,57 @@ func TestSendNeverToSelf(t *testing.T) {
 		t.Errorf("a better MX than us was not used: %v", r.Err)
 	}
 }
+
+// An MX host that answers with an endless line, or with endless "250-"
+// lines, is dropped after a few KB with a temporary error, not read until
+// the command timeout while the box's memory grows.
+func TestSendBoundsAHostileMXsReplies(t *testing.T) {
+	dnsAddr := startDNS(t)
+	for _, tc := range []struct {
+		name, first, repeat, want string
+	}{
+		{"an endless greeting line", "220 ", "xxxxxxxxxxxxxxxx", "over 4096 octets"},
+		{"an endless EHLO reply", "220 mx.amx.test ESMTP\r\n", "250-XFEATURE\r\n", "over 128 lines"},
+	} {
+		l, err := net.Listen("tcp", "127.0.0.14:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		sent := make(chan int64, 1)
+		go func() {
+			c, err := l.Accept()
+			l.Close()
+			if err != nil {
+				sent <- 0
+				return
+			}
+			defer c.Close()
+			n, _ := io.WriteString(c, tc.first)
+			total, chunk := int64(n), []byte(strings.Repeat(tc.repeat, 4096))
+			for total < 1<<30 {
+				n, err := c.Write(chunk)
+				total += int64(n)
+				if err != nil {
+					break
+				}
+			}
+			sent <- total
+		}()
+		_, port, _ := net.SplitHostPort(l.Addr().String())
+		tr := &Transport{Hostname: "mail.example.test", Port: port, Resolver: &Resolver{Servers: []string{dnsAddr}, Timeout: time.Second},
+			LocalAddrs: func() []netip.Addr { return nil }, DialTimeout: time.Second, CommandTimeout: 30 * time.Second}
+		body := "Subject: t\r\n\r\nhello\r\n"
+		res := tr.Send(context.Background(), &queue.Job{Domain: "amx.test", From: "bob@example.test",
+			Rcpts: []queue.Recipient{{Addr: "x@amx.test"}}, Body: io.NewSectionReader(strings.NewReader(body), 0, int64(len(body)))})
+		tr.CloseIdle()
+		var e *Error
+		if err := res[0].Err; !errors.As(err, &e) || e.Perm || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want a temporary error saying %q", tc.name, err, tc.want)
+		}
+		// What the server got into the socket before we closed it: our
+		// reads plus the two sockets' buffers (a few MB on loopback).
+		if n := <-sent; n > 64<<20 {
+			t.Errorf("%s: the server wrote %d MB before the box hung up", tc.name, n>>20)
+		}
+	}
+}
