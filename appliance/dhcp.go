@@ -18,10 +18,6 @@ import (
 // dhcpLeaseFile is the lease file of the DHCP server in the data directory.
 const dhcpLeaseFile = "dhcp-leases.json"
 
-// dhcpWatch is how often a DHCP server that could not start (its LAN
-// interface has no address yet) tries again.
-const dhcpWatch = 5 * time.Second
-
 // dhcpService runs the LAN's DHCP server (dhcpd) when dhcp.enabled is set.
 type dhcpService struct {
 	env *Env
@@ -88,7 +84,7 @@ func (s *dhcpService) Start(ctx context.Context, cfg *config.Config) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.cur, s.scope, s.ifaces = cfg.DHCP, cfg.NBT.Scope, slices.Clone(cfg.Network.Interfaces)
-	go s.watch()
+	go watchInterfaces(s.stopped, s.env.Log.With("service", "dhcp"), s.look)
 	return s.startLocked()
 }
 
@@ -115,23 +111,15 @@ func (s *dhcpService) startLocked() error {
 	return nil
 }
 
-// watch starts an enabled server whose interface was not ready.
-func (s *dhcpService) watch() {
-	t := time.NewTicker(dhcpWatch)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stopped:
-			return
-		case <-t.C:
+// look starts an enabled server whose interface was not ready
+// (watchInterfaces calls it).
+func (s *dhcpService) look() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cur.Enabled && s.srv == nil {
+		if err := s.startLocked(); err != nil {
+			s.env.Log.Error("dhcp: start", "err", err)
 		}
-		s.mu.Lock()
-		if s.cur.Enabled && s.srv == nil {
-			if err := s.startLocked(); err != nil {
-				s.env.Log.Error("dhcp: start", "err", err)
-			}
-		}
-		s.mu.Unlock()
 	}
 }
 

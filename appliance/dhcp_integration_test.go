@@ -230,3 +230,37 @@ func TestDHCPFollowsTheBoxAddress(t *testing.T) {
 		t.Errorf("lease after the address change: %v; want server and WINS %s.2", v, dhcpMoveNet)
 	}
 }
+
+// A DHCP server whose LAN interface has no address yet starts as soon as
+// the interface gets one (the kernel's report, not the once-a-minute
+// look), and the first client is served. The box keeps its own address
+// (and its mail listeners) on eth0; the DHCP LAN is a second link, lan1.
+func TestDHCPStartsWhenTheInterfaceGetsAnAddress(t *testing.T) {
+	testnet.Require(t, "udhcpc")
+	lan := testnet.NewLAN(t, dhcpLateNet+".0/24")
+	boxH, pc := lan.AddHost("box", 1), lan.AddHost("pc", 11)
+	box := testnet.NewBox(t, boxH)
+	client := pc.NewDHCPClient()
+	boxH.Run("ip", "link", "add", "lan1", "type", "veth", "peer", "name", "eth1", "netns", pc.NS)
+	boxH.Run("ip", "link", "set", "lan1", "up")
+	pc.Run("ip", "link", "set", "eth1", "up")
+	box.CLI("config", "set", "dhcp.enabled", "true")
+	box.CLI("config", "set", "dhcp.interface", "lan1")
+	box.Start(25)
+	waitLog(t, box, "LAN interface not ready", 1)
+	boxH.Run("ip", "addr", "add", dhcpLate2Net+".1/24", "brd", "+", "dev", "lan1")
+	waitLog(t, box, dhcpLogServe, 1)
+	if out, err := client.Run("udhcpc", "-f", "-i", "eth1", "-s", client.Hook(), "-t", "5", "-T", "2", "-A", "1", "-q", "-n"); err != nil {
+		t.Fatalf("udhcpc: %v\n%s\n%s", err, out, box.Proc.Out.String())
+	}
+	if ev, ok := client.WaitEvent(time.Second, 1, "bound"); !ok || ev.Vars["serverid"] != dhcpLate2Net+".1" {
+		t.Fatalf("lease %v (%v); want one from %s.1", ev.Vars, ok, dhcpLate2Net)
+	}
+}
+
+// The LANs of the late-address test: the box's own, and the one its
+// DHCP server serves.
+const (
+	dhcpLateNet  = "10.77.164"
+	dhcpLate2Net = "10.77.165"
+)

@@ -12,18 +12,7 @@ import (
 
 	"concierge/appliance/config"
 	"concierge/appliance/control"
-	"concierge/appliance/netif"
 	"concierge/nbt/nameservice"
-)
-
-// The service looks at the LAN interfaces whenever the kernel reports a
-// change of a link or an address (netif.Watch): it starts once one is up
-// (none at boot does not fail the box) and restarts when their addresses
-// change (a new DHCP lease, a cable moved). It also looks every
-// nbtRecheck, and every nbtWatch when there are no reports to be had.
-const (
-	nbtRecheck = time.Minute
-	nbtWatch   = 5 * time.Second
 )
 
 // nbtService runs the NetBIOS name service (nbt/nameservice).
@@ -74,7 +63,7 @@ func (s *nbtService) Start(ctx context.Context, cfg *config.Config) error {
 	if err := s.startLocked(); err != nil {
 		return err
 	}
-	go s.watch()
+	go watchInterfaces(s.stopped, s.env.Log.With("service", "nbt"), s.look)
 	return nil
 }
 
@@ -135,51 +124,26 @@ func (s *nbtService) announce(srv *nameservice.Server, claimed <-chan struct{}) 
 	}
 }
 
-// watch starts the server when an interface comes up and restarts it
-// when the interfaces change.
-func (s *nbtService) watch() {
-	changed, err := netif.Watch(s.stopped)
-	every := nbtRecheck
-	if err != nil {
-		s.env.Log.Warn("nbt: no reports of interface changes; looking every 5 s", "err", err)
-		every = nbtWatch
+// look starts the server when an interface has come up and restarts it
+// when the interfaces changed (watchInterfaces calls it).
+func (s *nbtService) look() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.cur.Enabled {
+		return
 	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stopped:
-			return
-		case <-t.C:
-		case _, ok := <-changed:
-			if !ok {
-				select {
-				case <-s.stopped:
-					return
-				default:
-				}
-				s.env.Log.Warn("nbt: reports of interface changes ended; looking every 5 s")
-				changed = nil
-				t.Reset(nbtWatch)
-			}
+	key, err := ifaceKey(s.cur.Interfaces)
+	switch {
+	case s.srv == nil && err == nil:
+		if err := s.startLocked(); err != nil {
+			s.env.Log.Error("nbt: start", "err", err)
 		}
-		s.mu.Lock()
-		if s.cur.Enabled {
-			key, err := ifaceKey(s.cur.Interfaces)
-			switch {
-			case s.srv == nil && err == nil:
-				if err := s.startLocked(); err != nil {
-					s.env.Log.Error("nbt: start", "err", err)
-				}
-			case s.srv != nil && key != s.ifaces:
-				s.env.Log.Info("nbt: LAN interfaces changed; restarting the name service", "was", s.ifaces, "now", key, "err", err)
-				s.stopLocked(context.Background())
-				if err := s.startLocked(); err != nil {
-					s.env.Log.Error("nbt: start", "err", err)
-				}
-			}
+	case s.srv != nil && key != s.ifaces:
+		s.env.Log.Info("nbt: LAN interfaces changed; restarting the name service", "was", s.ifaces, "now", key, "err", err)
+		s.stopLocked(context.Background())
+		if err := s.startLocked(); err != nil {
+			s.env.Log.Error("nbt: start", "err", err)
 		}
-		s.mu.Unlock()
 	}
 }
 
