@@ -2,7 +2,9 @@
 // IPv4 addresses, the default route and the link state, through netlink
 // (github.com/vishvananda/netlink). It reads the interfaces live for the
 // setup page, plans the smallest change from what an interface has to
-// what it should have (Plan, a pure function), and applies it.
+// what it should have (Plan, a pure function), and applies it; Watch
+// reports the kernel's changes of links and addresses to the services
+// that follow them.
 //
 // A change that would cut the admin off (the address the browser uses
 // goes away) runs on trial (Trial): the old address is kept beside the new
