@@ -129,22 +129,25 @@ func (s *nbtService) announce(srv *nameservice.Server, claimed <-chan struct{}) 
 func (s *nbtService) look() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.lookLocked(); err != nil {
+		s.env.Log.Error("nbt: start", "err", err)
+	}
+}
+
+func (s *nbtService) lookLocked() error {
 	if !s.cur.Enabled {
-		return
+		return nil
 	}
 	key, err := ifaceKey(s.cur.Interfaces)
 	switch {
 	case s.srv == nil && err == nil:
-		if err := s.startLocked(); err != nil {
-			s.env.Log.Error("nbt: start", "err", err)
-		}
+		return s.startLocked()
 	case s.srv != nil && key != s.ifaces:
 		s.env.Log.Info("nbt: LAN interfaces changed; restarting the name service", "was", s.ifaces, "now", key, "err", err)
 		s.stopLocked(context.Background())
-		if err := s.startLocked(); err != nil {
-			s.env.Log.Error("nbt: start", "err", err)
-		}
+		return s.startLocked()
 	}
+	return nil
 }
 
 func (s *nbtService) Reconfigure(cfg *config.Config) error {
@@ -153,13 +156,7 @@ func (s *nbtService) Reconfigure(cfg *config.Config) error {
 	if reflect.DeepEqual(s.cur, cfg.NBT) {
 		// The settings are the same, but the addresses may have changed
 		// (the network service, reconfigured first, set a new one).
-		if s.srv == nil {
-			return nil
-		}
-		if key, _ := ifaceKey(s.cur.Interfaces); key == s.ifaces {
-			return nil
-		}
-		s.env.Log.Info("nbt: LAN interfaces changed; restarting the name service")
+		return s.lookLocked()
 	}
 	if s.srv != nil && namesOnly(s.cur, cfg.NBT) {
 		if key, _ := ifaceKey(s.cur.Interfaces); key == s.ifaces {

@@ -90,16 +90,7 @@ func TestETRNReplies(t *testing.T) {
 		r.ReadString('\n') // EHLO
 		fmt.Fprint(c, "250 isp.test\r\n")
 		r.ReadString('\n') // ETRN
-		chunk := []byte(strings.Repeat("y", 64<<10))
-		var total int64
-		for total < 1<<30 {
-			n, err := c.Write(chunk)
-			total += int64(n)
-			if err != nil {
-				break
-			}
-		}
-		sent <- total
+		sent <- testnet.Flood(c, []byte(strings.Repeat("y", 64<<10)))
 	})
 	res = ETRN(context.Background(), flood, "box.test", []string{"a.test"})
 	if len(res) != 1 || res[0].OK || !strings.Contains(res[0].Reply, "over 4096 octets") {

@@ -18,44 +18,65 @@ import (
 // every session in its own threads (concierge). It uses the cgroup v2
 // hierarchy (cpu.stat) where there is one, else v1's cpuacct.
 type CPUGroup struct {
-	dir string
-	v2  bool
+	dir   string
+	v2    bool
+	mount string // the hierarchy NewCPUGroup mounted, if it had to
+}
+
+// cgroupRoot is a hierarchy and the file that shows it accounts CPU.
+type cgroupRoot struct {
+	dir, probe string
+	v2         bool
+}
+
+func (r cgroupRoot) ok() bool {
+	_, err := os.Stat(filepath.Join(r.dir, r.probe))
+	return err == nil
 }
 
 // NewCPUGroup makes a control group named name (with this process's ID,
 // so that runs do not collide). Under "ip netns exec", which mounts a
 // sysfs of its own without the cgroup file systems, it mounts the
 // hierarchy in a temporary directory (in that command's own mount
-// namespace, so nothing is left mounted outside).
+// namespace) and Close unmounts it.
 func NewCPUGroup(name string) (*CPUGroup, error) {
 	name = fmt.Sprintf("concierge-bench-%s-%d", name, os.Getpid())
-	type root struct {
-		dir, probe string
-		v2         bool
-	}
-	roots := []root{
+	for _, r := range []cgroupRoot{
 		{"/sys/fs/cgroup", "cgroup.controllers", true},
 		{"/sys/fs/cgroup/unified", "cgroup.controllers", true},
 		{"/sys/fs/cgroup/cpuacct", "cpuacct.usage", false},
-	}
-	if mnt, err := os.MkdirTemp("", "cgroup-"); err == nil {
-		if syscall.Mount("cgroup2", mnt, "cgroup2", 0, "") == nil {
-			roots = append(roots, root{mnt, "cgroup.controllers", true})
-		} else if syscall.Mount("cgroup", mnt, "cgroup", 0, "cpuacct") == nil {
-			roots = append(roots, root{mnt, "cpuacct.usage", false})
+	} {
+		if r.ok() {
+			return newGroup(r, name, "")
 		}
 	}
-	for _, r := range roots {
-		if _, err := os.Stat(filepath.Join(r.dir, r.probe)); err != nil {
-			continue
-		}
-		dir := filepath.Join(r.dir, name)
-		if err := os.Mkdir(dir, 0o755); err != nil {
-			return nil, err
-		}
-		return &CPUGroup{dir: dir, v2: r.v2}, nil
+	mnt, err := os.MkdirTemp("", "cgroup-")
+	if err != nil {
+		return nil, err
 	}
+	for _, m := range []struct{ fs, opts, probe string }{{"cgroup2", "", "cgroup.controllers"}, {"cgroup", "cpuacct", "cpuacct.usage"}} {
+		if syscall.Mount(m.fs, mnt, m.fs, 0, m.opts) == nil {
+			return newGroup(cgroupRoot{mnt, m.probe, m.fs == "cgroup2"}, name, mnt)
+		}
+	}
+	os.Remove(mnt)
 	return nil, errors.New("no cgroup hierarchy with CPU accounting under /sys/fs/cgroup, and none could be mounted")
+}
+
+func newGroup(r cgroupRoot, name, mount string) (*CPUGroup, error) {
+	g := &CPUGroup{dir: filepath.Join(r.dir, name), v2: r.v2, mount: mount}
+	if err := os.Mkdir(g.dir, 0o755); err != nil {
+		g.unmount()
+		return nil, err
+	}
+	return g, nil
+}
+
+func (g *CPUGroup) unmount() {
+	if g.mount != "" {
+		syscall.Unmount(g.mount, 0)
+		os.Remove(g.mount)
+	}
 }
 
 // Command returns cmd started inside the group: a shell moves itself in
@@ -100,7 +121,9 @@ func (g *CPUGroup) Close() error {
 		}
 		pids := strings.Fields(string(b))
 		if len(pids) == 0 {
-			return os.Remove(g.dir)
+			err := os.Remove(g.dir)
+			g.unmount()
+			return err
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%s: processes %v did not end", g.dir, pids)

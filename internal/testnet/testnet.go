@@ -416,6 +416,21 @@ func ServeLoopback(t testing.TB, handle func(net.Conn)) string {
 	return Serve(t, l, handle)
 }
 
+// Flood writes chunk to c over and over, as a hostile peer would, until
+// a write fails (the other side hung up) or 1 GiB is written; it returns
+// how many bytes it wrote.
+func Flood(c net.Conn, chunk []byte) int64 {
+	var total int64
+	for total < 1<<30 {
+		n, err := c.Write(chunk)
+		total += int64(n)
+		if err != nil {
+			break
+		}
+	}
+	return total
+}
+
 // ServeTCP is ServeLoopback on the host's address and port (0: any) in
 // its namespace.
 func (h *Host) ServeTCP(t testing.TB, port int, handle func(net.Conn)) string {

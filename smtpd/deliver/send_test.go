@@ -13,6 +13,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"concierge/internal/testnet"
 	"concierge/smtpd/queue"
 )
 
@@ -187,25 +188,10 @@ func TestSendBoundsAHostileMXsReplies(t *testing.T) {
 			t.Fatal(err)
 		}
 		sent := make(chan int64, 1)
-		go func() {
-			c, err := l.Accept()
-			l.Close()
-			if err != nil {
-				sent <- 0
-				return
-			}
-			defer c.Close()
-			n, _ := io.WriteString(c, tc.first)
-			total, chunk := int64(n), []byte(strings.Repeat(tc.repeat, 4096))
-			for total < 1<<30 {
-				n, err := c.Write(chunk)
-				total += int64(n)
-				if err != nil {
-					break
-				}
-			}
-			sent <- total
-		}()
+		testnet.Serve(t, l, func(c net.Conn) {
+			io.WriteString(c, tc.first)
+			sent <- testnet.Flood(c, []byte(strings.Repeat(tc.repeat, 4096)))
+		})
 		_, port, _ := net.SplitHostPort(l.Addr().String())
 		tr := &Transport{Hostname: "mail.example.test", Port: port, Resolver: &Resolver{Servers: []string{dnsAddr}, Timeout: time.Second},
 			LocalAddrs: func() []netip.Addr { return nil }, DialTimeout: time.Second, CommandTimeout: 30 * time.Second}

@@ -286,23 +286,33 @@ func startConcierge(work string) (*server, error) {
 			os.MkdirAll(filepath.Join(data, "mail", u, sub), 0o700)
 		}
 	}
-	logf, _ := os.Create(filepath.Join(work, "concierge.log"))
-	g, err := measure.NewCPUGroup("concierge")
+	s := &server{name: "concierge", plain: conciergePOP3, tls: conciergePOP3S, maildir: filepath.Join(data, "mail", user)}
+	return s, s.start(filepath.Join(work, "concierge.log"), bin, "-data", data, "serve", "-log", "warn")
+}
+
+// start runs the server's command in a CPU group of its own, with its
+// output in logPath, and waits until its plain port answers.
+func (s *server) start(logPath, name string, args ...string) error {
+	logf, err := os.Create(logPath)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	cmd := g.Command(bin, "-data", data, "serve", "-log", "warn")
+	if s.cpu, err = measure.NewCPUGroup(s.name); err != nil {
+		return err
+	}
+	cmd := s.cpu.Command(name, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
-		g.Close()
-		return nil, err
+		s.cpu.Close()
+		return err
 	}
 	go cmd.Wait()
-	if err := waitPort(conciergePOP3, 20*time.Second); err != nil {
-		g.Close()
-		return nil, fmt.Errorf("concierge: %v (see %s)", err, logf.Name())
+	s.pid = cmd.Process.Pid
+	if err := waitPort(s.plain, 20*time.Second); err != nil {
+		s.cpu.Close()
+		return fmt.Errorf("%s: %v (see %s)", s.name, err, logPath)
 	}
-	return &server{name: "concierge", plain: conciergePOP3, tls: conciergePOP3S, maildir: filepath.Join(data, "mail", user), pid: cmd.Process.Pid, cpu: g}, nil
+	return nil
 }
 
 // memUserNames are the users whose sessions stay logged in while memory
@@ -395,23 +405,8 @@ service pop3-login {
 `, dir, host, dovecotPOP3, dovecotPOP3S)
 	cf := filepath.Join(dir, "dovecot.conf")
 	os.WriteFile(cf, []byte(conf), 0o644)
-	g, err := measure.NewCPUGroup("dovecot")
-	if err != nil {
-		return nil, err
-	}
-	cmd := g.Command("dovecot", "-F", "-c", cf)
-	logf, _ := os.Create(filepath.Join(dir, "stdout.log"))
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		g.Close()
-		return nil, err
-	}
-	go cmd.Wait()
-	if err := waitPort(dovecotPOP3, 20*time.Second); err != nil {
-		g.Close()
-		return nil, fmt.Errorf("dovecot: %v (see %s)", err, dir)
-	}
-	return &server{name: "dovecot", plain: dovecotPOP3, tls: dovecotPOP3S, maildir: filepath.Join(dir, "mail", user), uid: 65534, pid: cmd.Process.Pid, cpu: g}, nil
+	s := &server{name: "dovecot", plain: dovecotPOP3, tls: dovecotPOP3S, maildir: filepath.Join(dir, "mail", user), uid: 65534}
+	return s, s.start(filepath.Join(dir, "stdout.log"), "dovecot", "-F", "-c", cf)
 }
 
 func waitPort(port string, d time.Duration) error {
