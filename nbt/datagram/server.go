@@ -219,11 +219,15 @@ func (s *Server) Listen(name wire.Name) (*Listener, error) {
 	return l, nil
 }
 
-// Serve reads datagrams from pc until Close.
+// Serve reads datagrams from pc until Close. A server closed already (or
+// serving another socket) closes pc and returns ErrClosed, so that a
+// socket handed to a server stopped just after its start is not left
+// holding the port.
 func (s *Server) Serve(pc net.PacketConn) error {
 	s.mu.Lock()
 	if s.closed || s.pc != nil {
 		s.mu.Unlock()
+		pc.Close()
 		return ErrClosed
 	}
 	s.pc = pc

@@ -3,6 +3,7 @@ package datagram
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net"
 	"net/netip"
 	"testing"
@@ -213,4 +214,23 @@ func FuzzHandle(f *testing.F) {
 			t.Fatal("panic")
 		}
 	})
+}
+
+// A server closed before its Serve ran (a restart right after a start)
+// closes the socket Serve is given, so the port is free again.
+func TestServeAfterCloseFreesThePort(t *testing.T) {
+	s := New(Config{Addr: lo})
+	s.Close()
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Serve(pc); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Serve after Close: %v", err)
+	}
+	again, err := net.ListenPacket("udp4", pc.LocalAddr().String())
+	if err != nil {
+		t.Fatalf("the port is still held: %v", err)
+	}
+	again.Close()
 }
