@@ -209,6 +209,16 @@ func (c *Capture) Stop(display string) (matched string, all string) {
 	return c.Read(display), c.Read("")
 }
 
+// Flagged is the display filter for what Wireshark finds wrong in the
+// packets src sent: a malformed packet, or an expert warning or error.
+// TCP's own sequence analysis is left out: a retransmission, a duplicate
+// or D-SACK acknowledgement, a full window, an ACK of a segment the
+// capture missed are about the kernel's TCP and the capture, not about
+// the NetBIOS the sender framed; on a busy veth pair they come and go.
+func Flagged(src netip.Addr) string {
+	return fmt.Sprintf("ip.src == %s && (_ws.malformed || (_ws.expert.severity >= 0x600000 && !tcp.analysis.flags && !tcp.options.sack.dsack))", src)
+}
+
 // Read returns tshark's one-line summaries of the captured packets that
 // match the display filter (all of them for ""); use it after Stop.
 func (c *Capture) Read(display string) string {

@@ -6,7 +6,6 @@ package browse_test
 // interface checks Wireshark's NBDS and BROWSER dissectors.
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,7 +38,7 @@ func TestNmbdMasterBrowserListsTheBox(t *testing.T) {
 	}
 	capt := boxH.Capture("udp port 138")
 	t.Cleanup(func() {
-		bad, all := capt.Stop(fmt.Sprintf("ip.src == %s && (_ws.malformed || _ws.expert.severity >= 0x600000)", boxH.Addr))
+		bad, all := capt.Stop(testnet.Flagged(boxH.Addr))
 		t.Logf("tshark:\n%s", all)
 		if strings.TrimSpace(bad) != "" {
 			t.Errorf("Wireshark flags packets the box sent:\n%s", bad)

@@ -69,7 +69,7 @@ func TestNBDDRelayAndResolve(t *testing.T) {
 		if all != "" {
 			return
 		}
-		bad, _ := capt.Stop(fmt.Sprintf("ip.src == %s && (_ws.malformed || _ws.expert.severity >= 0x600000)", boxH.Addr))
+		bad, _ := capt.Stop(testnet.Flagged(boxH.Addr))
 		if strings.TrimSpace(bad) != "" {
 			t.Errorf("Wireshark flags datagrams the box sent:\n%s", bad)
 		}
@@ -145,7 +145,7 @@ func TestNBDDRelayAndResolve(t *testing.T) {
 	}
 
 	var bad string
-	bad, all = capt.Stop(fmt.Sprintf("ip.src == %s && (_ws.malformed || _ws.expert.severity >= 0x600000)", boxH.Addr))
+	bad, all = capt.Stop(testnet.Flagged(boxH.Addr))
 	if strings.TrimSpace(bad) != "" {
 		t.Errorf("Wireshark flags datagrams the box sent:\n%s", bad)
 	}

@@ -53,7 +53,7 @@ func capture(t *testing.T, box *testnet.Host) {
 	t.Helper()
 	c := box.Capture("udp port 137 or tcp port 137")
 	t.Cleanup(func() {
-		bad, all := c.Stop(fmt.Sprintf("ip.src == %s && (_ws.malformed || _ws.expert.severity >= 0x600000)", box.Addr))
+		bad, all := c.Stop(testnet.Flagged(box.Addr))
 		sent := 0
 		for _, l := range strings.Split(all, "\n") {
 			if strings.Contains(l, box.Addr.String()+" →") || strings.Contains(l, box.Addr.String()+" ->") {
@@ -626,7 +626,7 @@ func TestNBTFlood(t *testing.T) {
 	if answers != 0 {
 		t.Errorf("%d answers to %d garbage packets, want none", answers, sent)
 	}
-	flagged, _ := garbage.Stop(fmt.Sprintf("ip.src == %s && (_ws.malformed || _ws.expert.severity >= 0x600000)", pc.Addr))
+	flagged, _ := garbage.Stop(testnet.Flagged(pc.Addr))
 	if n := strings.Count(flagged, "\n"); n < sent/10 {
 		t.Errorf("Wireshark flags only %d of %d garbage packets: the malformed check would not notice", n, sent)
 	} else {

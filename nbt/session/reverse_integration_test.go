@@ -106,9 +106,7 @@ func TestReverseGatewayLAN(t *testing.T) {
 		t.Errorf("nbt sessions lacks the reverse gateway:\n%s", out)
 	}
 
-	// TCP's own flow-control notes (a full window while the host echoes
-	// 200 KB) are warnings about TCP, not about what the box framed.
-	bad, all := capt.Stop(fmt.Sprintf("ip.src == %s && (_ws.malformed || (_ws.expert.severity >= 0x600000 && !tcp.analysis.flags))", boxH.Addr))
+	bad, all := capt.Stop(testnet.Flagged(boxH.Addr))
 	if strings.TrimSpace(bad) != "" {
 		t.Errorf("Wireshark flags packets the box sent:\n%s", bad)
 	}
