@@ -111,15 +111,32 @@ func (s *dhcpService) startLocked() error {
 	return nil
 }
 
-// look starts an enabled server whose interface was not ready
-// (watchInterfaces calls it).
+// look starts an enabled server whose interface was not ready, and
+// moves a running one to its interface's address when that changed
+// outside the settings (an "ip addr" from a shell, another program);
+// watchInterfaces calls it on the kernel's reports.
 func (s *dhcpService) look() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.cur.Enabled && s.srv == nil {
+	if !s.cur.Enabled {
+		return
+	}
+	if s.srv == nil {
 		if err := s.startLocked(); err != nil {
 			s.env.Log.Error("dhcp: start", "err", err)
 		}
+		return
+	}
+	name, was := s.srv.Addr()
+	_, now, err := dhcpd.InterfaceAddr(name)
+	if err != nil || now == was {
+		// An interface without an address keeps its server (and leases)
+		// on the last one until an address comes back.
+		return
+	}
+	s.env.Log.Info("dhcp: the LAN interface's address changed; serving from the new one", "interface", name, "was", was, "now", now)
+	if err := s.srv.Reconfigure(s.settings(s.cur, s.scope)); err != nil {
+		s.env.Log.Error("dhcp: following the interface's address", "err", err)
 	}
 }
 

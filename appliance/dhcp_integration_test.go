@@ -197,7 +197,8 @@ const dhcpMoveNet = "10.77.163"
 
 // When the admin gives the box another address on the network page, its
 // DHCP server follows: the next lease names the new address as the DHCP
-// server and as the WINS server (the default), with the same pool.
+// server and as the WINS server (the default), with the same pool. So it
+// does when the address is changed outside the settings.
 func TestDHCPFollowsTheBoxAddress(t *testing.T) {
 	testnet.Require(t, "udhcpc")
 	lan := testnet.NewLAN(t, dhcpMoveNet+".0/24")
@@ -228,6 +229,16 @@ func TestDHCPFollowsTheBoxAddress(t *testing.T) {
 	}
 	if v := lease(second); v["serverid"] != dhcpMoveNet+".2" || v["wins"] != dhcpMoveNet+".2" {
 		t.Errorf("lease after the address change: %v; want server and WINS %s.2", v, dhcpMoveNet)
+	}
+
+	// An address changed outside the settings (a shell's "ip addr") is
+	// followed too, on the kernel's report.
+	boxH.Run("ip", "addr", "del", dhcpMoveNet+".2/24", "dev", boxH.IF)
+	boxH.Run("ip", "addr", "add", dhcpMoveNet+".3/24", "brd", "+", "dev", boxH.IF)
+	waitLog(t, box, "address changed; serving from the new one", 1)
+	third := lan.AddHost("third", 13).NewDHCPClient()
+	if v := lease(third); v["serverid"] != dhcpMoveNet+".3" || v["wins"] != dhcpMoveNet+".3" {
+		t.Errorf("lease after an address change outside the settings: %v; want server and WINS %s.3", v, dhcpMoveNet)
 	}
 }
 

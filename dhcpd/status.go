@@ -79,6 +79,14 @@ type Status struct {
 	OtherServers []OtherServer `json:"other_servers,omitempty"`
 }
 
+// Addr returns the interface the server serves and the address (with
+// its subnet) it serves from.
+func (s *Server) Addr() (string, netip.Prefix) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cfg.Interface, s.cfg.Addr
+}
+
 // Status returns a snapshot of the leases and counters.
 func (s *Server) Status() Status {
 	writes, werrs := s.store.counts()
