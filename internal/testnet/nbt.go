@@ -1,6 +1,8 @@
 package testnet
 
 import (
+	"bytes"
+	"encoding/binary"
 	"fmt"
 	"net"
 	"net/netip"
@@ -183,31 +185,102 @@ type Capture struct {
 	proc *Proc
 }
 
+// markerPort is the UDP port (discard) of the marker broadcasts that
+// bound a capture: Capture waits for one in the file, so the capture is
+// attached, and Stop waits for another, so every packet the interface
+// carried before it is in the file too. Reads leave them out.
+const markerPort = 9
+
 // Capture starts tshark on the host's interface with a capture filter
-// (e.g. "port 137") and waits until it captures.
+// (e.g. "port 137") and returns once it captures: tshark says "Capturing
+// on" before its capture is attached, so Capture waits for a marker to
+// reach the file.
 func (h *Host) Capture(filter string) *Capture {
 	h.lan.t.Helper()
 	file := filepath.Join(h.lan.t.TempDir(), "capture.pcapng")
-	p := h.Start("tshark", "-q", "-i", h.IF, "-f", filter, "-w", file)
-	deadline := time.Now().Add(15 * time.Second)
-	for !strings.Contains(p.Out.String(), "Capturing on") {
-		if p.Exited() || time.Now().After(deadline) {
-			h.lan.t.Fatalf("tshark did not start:\n%s", p.Out.String())
-		}
-		time.Sleep(50 * time.Millisecond)
+	filter = fmt.Sprintf("(%s) or (udp dst port %d and dst host %s)", filter, markerPort, h.lan.Broadcast())
+	c := &Capture{h: h, file: file, proc: h.Start("tshark", "-q", "-i", h.IF, "-f", filter, "-w", file)}
+	if err := c.mark(); err != nil {
+		h.lan.t.Fatalf("tshark did not start: %v", err)
 	}
-	return &Capture{h: h, file: file, proc: p}
+	return c
 }
 
-// Stop ends the capture, then returns tshark's one-line summaries of the
-// packets matching the display filter, and of all packets.
+// Stop ends the capture once the packets sent before it have reached the
+// file, then returns tshark's one-line summaries of the packets matching
+// the display filter, and of all packets.
 func (c *Capture) Stop(display string) (matched string, all string) {
 	c.h.lan.t.Helper()
-	time.Sleep(300 * time.Millisecond) // let the last packets reach the file
+	if err := c.mark(); err != nil {
+		c.h.lan.t.Errorf("capture on %s: %v", c.h.Name, err)
+	}
 	c.proc.Signal(unix.SIGINT)
 	c.proc.Wait(10 * time.Second)
 	return c.Read(display), c.Read("")
 }
+
+// mark broadcasts a datagram with a nonce on the capture's interface,
+// again every quarter second in case one is lost (a link just set up
+// drops what it is given until its queue is attached), and waits until
+// tshark has written one to the file. The datagram is built by hand and
+// sent on a packet socket, so it goes out whatever addresses the
+// interface has at the time, even none.
+func (c *Capture) mark() error {
+	nonce := fmt.Appendf(nil, "end of capture %d %d", os.Getpid(), time.Now().UnixNano())
+	frame := markerDatagram(c.h.Addr, c.h.lan.Broadcast(), nonce)
+	var fd, ifindex int
+	err := c.h.InNS(func() error {
+		ifi, err := net.InterfaceByName(c.h.IF)
+		if err != nil {
+			return err
+		}
+		ifindex = ifi.Index
+		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("a socket for the marker: %v", err)
+	}
+	defer unix.Close(fd)
+	to := &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_IP), Ifindex: ifindex, Halen: 6, Addr: [8]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}}
+	var sent time.Time
+	if !WaitFor(15*time.Second, func() bool {
+		if time.Since(sent) > 250*time.Millisecond {
+			unix.Sendto(fd, frame, 0, to)
+			sent = time.Now()
+		}
+		b, _ := os.ReadFile(c.file)
+		return bytes.Contains(b, nonce)
+	}) {
+		return fmt.Errorf("the marker did not reach %s:\n%s", c.file, c.proc.Out.String())
+	}
+	return nil
+}
+
+// markerDatagram is an IPv4 UDP datagram from src to dst, both on
+// markerPort (UDP's checksum left out, as IPv4 allows).
+func markerDatagram(src, dst netip.Addr, payload []byte) []byte {
+	b := make([]byte, 28, 28+len(payload))
+	b[0], b[8], b[9] = 0x45, 64, unix.IPPROTO_UDP
+	binary.BigEndian.PutUint16(b[2:], uint16(28+len(payload)))
+	s, d := src.As4(), dst.As4()
+	copy(b[12:], s[:])
+	copy(b[16:], d[:])
+	var sum uint32
+	for i := 0; i < 20; i += 2 {
+		sum += uint32(binary.BigEndian.Uint16(b[i:]))
+	}
+	for sum > 0xffff {
+		sum = sum&0xffff + sum>>16
+	}
+	binary.BigEndian.PutUint16(b[10:], ^uint16(sum))
+	binary.BigEndian.PutUint16(b[20:], markerPort)
+	binary.BigEndian.PutUint16(b[22:], markerPort)
+	binary.BigEndian.PutUint16(b[24:], uint16(8+len(payload)))
+	return append(b, payload...)
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
 // Flagged is the display filter for what Wireshark finds wrong in the
 // packets src sent: a malformed packet, or an expert warning or error.
@@ -224,10 +297,11 @@ func Flagged(src netip.Addr) string {
 func (c *Capture) Read(display string) string {
 	t := c.h.lan.t
 	t.Helper()
-	args := []string{"-r", c.file}
+	filter := fmt.Sprintf("!(udp.dstport == %d && ip.dst == %s)", markerPort, c.h.lan.Broadcast())
 	if display != "" {
-		args = append(args, "-Y", display)
+		filter = "(" + display + ") && " + filter
 	}
+	args := []string{"-r", c.file, "-Y", filter}
 	cmd := c.h.Command("tshark", args...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr

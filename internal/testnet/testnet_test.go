@@ -2,6 +2,8 @@ package testnet
 
 import (
 	"debug/elf"
+	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -99,5 +101,35 @@ func TestBoxWaitsForSettings(t *testing.T) {
 	}
 	if out := b.ReloadSettings(true); !strings.Contains(out, "generation 3") {
 		t.Fatalf("the good file was not applied again: %q\n%s", out, b.Proc.Out.String())
+	}
+}
+
+// A capture stopped right after a burst holds every packet of it, and its
+// end marker shows in no read.
+func TestCaptureStopKeepsTheLastPackets(t *testing.T) {
+	Require(t, "tshark", "ping")
+	lan := NewLAN(t, "10.77.9.0/24")
+	a, b := lan.AddHost("a", 1), lan.AddHost("b", 2)
+	capt := a.Capture("udp port 138")
+	// A link just set up drops what it is given until its queue is
+	// attached: wait for an answer first.
+	if out, err := b.Output("ping", "-c", "1", "-w", "10", a.Addr.String()); err != nil {
+		t.Fatalf("ping: %v\n%s", err, out)
+	}
+	u := b.ListenUDP(0)
+	const n = 200
+	for i := range n {
+		if _, err := u.WriteToUDPAddrPort([]byte(fmt.Sprintf("datagram %d", i)), netip.AddrPortFrom(a.Addr, 138)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	matched, all := capt.Stop("ip.src == " + b.Addr.String())
+	t.Logf("stopped in %v", time.Since(start))
+	if got := strings.Count(matched, "\n"); got != n {
+		t.Errorf("%d of the %d datagrams sent just before Stop captured:\n%s", got, n, all)
+	}
+	if got := strings.Count(all, "\n"); got != n {
+		t.Errorf("%d packets in the capture, want the %d datagrams and no end marker:\n%s", got, n, all)
 	}
 }
