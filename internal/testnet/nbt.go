@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -243,13 +244,24 @@ func (c *Capture) mark() error {
 	}
 	defer unix.Close(fd)
 	to := &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_IP), Ifindex: ifindex, Halen: 6, Addr: [8]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}}
+	// The marker lands after what the file holds now: read only the rest
+	// (a flood's capture runs to megabytes).
+	var from int64
+	if fi, err := os.Stat(c.file); err == nil {
+		from = fi.Size()
+	}
 	var sent time.Time
 	if !WaitFor(15*time.Second, func() bool {
 		if time.Since(sent) > 250*time.Millisecond {
 			unix.Sendto(fd, frame, 0, to)
 			sent = time.Now()
 		}
-		b, _ := os.ReadFile(c.file)
+		f, err := os.Open(c.file)
+		if err != nil {
+			return false
+		}
+		defer f.Close()
+		b, _ := io.ReadAll(io.NewSectionReader(f, from, 1<<62))
 		return bytes.Contains(b, nonce)
 	}) {
 		return fmt.Errorf("the marker did not reach %s:\n%s", c.file, c.proc.Out.String())
@@ -328,6 +340,63 @@ func (l *LAN) Join(h *Host, ifname string, n int) netip.Addr {
 	run(l.t, "ip", "-n", h.NS, "addr", "add", fmt.Sprintf("%s/%d", addr, l.prefix.Bits()), "brd", "+", "dev", ifname)
 	run(l.t, "ip", "-n", h.NS, "link", "set", ifname, "up")
 	return addr
+}
+
+// NBTNames is "concierge nbt names" read back.
+type NBTNames struct {
+	Interfaces []string             // "IF ADDR broadcast B MAC M"
+	Own        map[string][2]string // name → type, state
+	WINS       map[string][]string  // name → type, owners..., ttl left
+	Counters   map[string]int
+	Unplaced   []string // lines that fit no section
+}
+
+// ParseNBTNames reads the four sections of "concierge nbt names": the
+// interface lines, the box's own names (NAME), the WINS table (a group's
+// further owners on the lines under its first) and the counters.
+func ParseNBTNames(out string) NBTNames {
+	n := NBTNames{Own: map[string][2]string{}, WINS: map[string][]string{}, Counters: map[string]int{}}
+	section, last := "", ""
+	for _, l := range strings.Split(out, "\n") {
+		f := strings.Fields(l)
+		switch {
+		case len(f) == 0:
+			continue
+		case f[0] == "interface":
+			n.Interfaces = append(n.Interfaces, strings.Join(f[1:], " "))
+			continue
+		case f[0] == "NAME" || f[0] == "COUNTER" || strings.HasPrefix(l, "WINS TABLE"):
+			section = f[0]
+			continue
+		}
+		switch {
+		case section == "NAME" && len(f) >= 3:
+			n.Own[f[0]] = [2]string{f[1], strings.Join(f[2:], " ")}
+		case section == "WINS" && len(f) == 4:
+			last = f[0]
+			n.WINS[last] = []string{f[1], f[2], f[3]}
+		case section == "WINS" && len(f) == 1 && last != "":
+			w := n.WINS[last]
+			n.WINS[last] = append(w[:len(w)-1], f[0], w[len(w)-1])
+		case section == "COUNTER" && len(f) >= 2:
+			if v, err := strconv.Atoi(f[len(f)-1]); err == nil {
+				n.Counters[strings.Join(f[:len(f)-1], " ")] = v
+				continue
+			}
+			n.Unplaced = append(n.Unplaced, l)
+		default:
+			n.Unplaced = append(n.Unplaced, l)
+		}
+	}
+	return n
+}
+
+// Owners are the addresses the WINS table lists for name.
+func (n NBTNames) Owners(name string) []string {
+	if w := n.WINS[name]; len(w) >= 3 {
+		return w[1 : len(w)-1]
+	}
+	return nil
 }
 
 // WaitNamesClaimed waits for the count-th names-claimed event of the

@@ -87,7 +87,7 @@ func TestNBDDRelayAndResolve(t *testing.T) {
 	var names string
 	if !testnet.WaitFor(30*time.Second, func() bool {
 		names = b.CLI("nbt", "names")
-		return slices.Contains(owners(names, "TEAM<00>"), m1.Addr.String())
+		return slices.Contains(testnet.ParseNBTNames(names).Owners("TEAM<00>"), m1.Addr.String())
 	}) {
 		t.Fatalf("nmbd did not join TEAM<00> on the box:\n%s\n%s", names, nmbd.Out.String())
 	}
@@ -158,26 +158,4 @@ func TestNBDDRelayAndResolve(t *testing.T) {
 	if out := b.CLI("nbt", "sessions"); !regexp.MustCompile(`datagram nbdd_relayed +[2-9]`).MatchString(out) {
 		t.Errorf("relays not counted:\n%s", out)
 	}
-}
-
-// owners are the addresses "nbt names" lists for name in the WINS table:
-// on the name's line and the indented lines under it.
-func owners(names, name string) []string {
-	var addrs []string
-	in := false
-	for _, l := range strings.Split(names, "\n") {
-		f := strings.Fields(l)
-		switch {
-		case len(f) == 0:
-			in = false
-		case !strings.HasPrefix(l, " "):
-			in = f[0] == name
-			if in && len(f) >= 3 {
-				addrs = append(addrs, f[2])
-			}
-		case in:
-			addrs = append(addrs, f[0])
-		}
-	}
-	return addrs
 }

@@ -343,50 +343,13 @@ func TestNBTWINSWithNmbd(t *testing.T) {
 	}
 }
 
-// namesOutput is "concierge nbt names" read back.
-type namesOutput struct {
-	interfaces []string             // "IF ADDR broadcast B MAC M"
-	own        map[string][2]string // name → type, state
-	wins       map[string][]string  // name → type, owners..., ttl left
-	counters   map[string]int
-}
-
-// parseNames reads the four sections of "concierge nbt names" and fails
-// the test on a line that fits none.
-func parseNames(t *testing.T, out string) namesOutput {
+// parseNames reads "concierge nbt names" and fails the test on a line
+// that fits none of its sections.
+func parseNames(t *testing.T, out string) testnet.NBTNames {
 	t.Helper()
-	n := namesOutput{own: map[string][2]string{}, wins: map[string][]string{}, counters: map[string]int{}}
-	section, last := "", ""
-	for _, l := range strings.Split(out, "\n") {
-		f := strings.Fields(l)
-		switch {
-		case len(f) == 0:
-			continue
-		case f[0] == "interface":
-			n.interfaces = append(n.interfaces, strings.Join(f[1:], " "))
-			continue
-		case f[0] == "NAME" || f[0] == "COUNTER" || strings.HasPrefix(l, "WINS TABLE"):
-			section = f[0]
-			continue
-		}
-		switch {
-		case section == "NAME" && len(f) >= 3:
-			n.own[f[0]] = [2]string{f[1], strings.Join(f[2:], " ")}
-		case section == "WINS" && len(f) == 4:
-			last = f[0]
-			n.wins[last] = []string{f[1], f[2], f[3]}
-		case section == "WINS" && len(f) == 1 && last != "":
-			w := n.wins[last]
-			n.wins[last] = append(w[:len(w)-1], f[0], w[len(w)-1])
-		case section == "COUNTER" && len(f) >= 2:
-			v, err := strconv.Atoi(f[len(f)-1])
-			if err != nil {
-				t.Fatalf("counter line %q", l)
-			}
-			n.counters[strings.Join(f[:len(f)-1], " ")] = v
-		default:
-			t.Fatalf("nbt names: line %q fits no section (%q):\n%s", l, section, out)
-		}
+	n := testnet.ParseNBTNames(out)
+	if len(n.Unplaced) > 0 {
+		t.Fatalf("nbt names: lines %q fit no section:\n%s", n.Unplaced, out)
 	}
 	return n
 }
@@ -396,26 +359,26 @@ func parseNames(t *testing.T, out string) namesOutput {
 // nmbd's OFFICEPC<20> in the WINS table with its owner and TTL, and the
 // counters of what the box received and sent; with pc empty only the
 // own names and the interface.
-func checkNamesOutput(t *testing.T, n namesOutput, name, pc string) {
+func checkNamesOutput(t *testing.T, n testnet.NBTNames, name, pc string) {
 	t.Helper()
 	want := map[string][2]string{
 		name + "<00>": {"unique", "active"}, name + "<03>": {"unique", "active"}, name + "<20>": {"unique", "active"},
 		"WORKGROUP<00>": {"group", "active"}, "WORKGROUP<1e>": {"group", "active"},
 	}
-	if !reflect.DeepEqual(n.own, want) {
-		t.Errorf("own names: %v, want %v", n.own, want)
+	if !reflect.DeepEqual(n.Own, want) {
+		t.Errorf("own names: %v, want %v", n.Own, want)
 	}
-	if len(n.interfaces) != 1 || !regexp.MustCompile(`^\S+ 10\.77\.6\.1 broadcast 10\.77\.6\.255 MAC [0-9a-f:]{17}$`).MatchString(n.interfaces[0]) {
-		t.Errorf("interfaces: %q", n.interfaces)
+	if len(n.Interfaces) != 1 || !regexp.MustCompile(`^\S+ 10\.77\.6\.1 broadcast 10\.77\.6\.255 MAC [0-9a-f:]{17}$`).MatchString(n.Interfaces[0]) {
+		t.Errorf("interfaces: %q", n.Interfaces)
 	}
 	if pc == "" {
 		return
 	}
-	if w := n.wins["OFFICEPC<20>"]; len(w) != 3 || w[0] != "unique" || w[1] != pc || !regexp.MustCompile(`^\d+s$`).MatchString(w[2]) {
+	if w := n.WINS["OFFICEPC<20>"]; len(w) != 3 || w[0] != "unique" || w[1] != pc || !regexp.MustCompile(`^\d+s$`).MatchString(w[2]) {
 		t.Errorf("WINS table row of OFFICEPC<20>: %q", w)
 	}
-	if n.counters["rx registration-request"] == 0 || n.counters["tx positive-registration"] == 0 {
-		t.Errorf("counters: %v", n.counters)
+	if n.Counters["rx registration-request"] == 0 || n.Counters["tx positive-registration"] == 0 {
+		t.Errorf("counters: %v", n.Counters)
 	}
 }
 
@@ -661,18 +624,10 @@ func TestNBTFlood(t *testing.T) {
 func nbtCounters(t *testing.T, box *testnet.Box) map[string]int {
 	t.Helper()
 	out := box.CLI("nbt", "names")
-	i := strings.Index(out, "\nCOUNTER")
-	if i < 0 {
+	if !strings.Contains(out, "\nCOUNTER") {
 		t.Fatalf("no counters:\n%s", out)
 	}
-	m := map[string]int{}
-	for _, l := range strings.Split(out[i+1:], "\n")[1:] {
-		f := regexp.MustCompile(`^(.*?)\s+(\d+)\s*$`).FindStringSubmatch(l)
-		if f != nil {
-			m[f[1]], _ = strconv.Atoi(f[2])
-		}
-	}
-	return m
+	return testnet.ParseNBTNames(out).Counters
 }
 
 // udpRcvbufErrors is the kernel's count of datagrams dropped in the host's
